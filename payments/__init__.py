@@ -1,0 +1,89 @@
+"""Flask checkout paid through Toss Payments: the application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, current_app
+
+from .config import SANDBOX_API_ORIGIN, ConfigError, load_config
+from .extensions import csrf, db, migrate
+from .toss import TossClient
+
+__all__ = ["ConfigError", "create_app", "toss_client"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults → environment (and `.env`) → `config` overrides."""
+    app = Flask(
+        __name__,
+        template_folder="../templates",
+        static_folder="../static",
+        instance_relative_config=True,
+    )
+    app.config.update(load_config(config, instance_path=app.instance_path))
+    _configure_logging(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    csrf.init_app(app)
+
+    if app.config["TOSS_SANDBOX"]:
+        from .sandbox import init_app as init_sandbox
+
+        init_sandbox(app)
+    app.extensions["toss"] = app.config.get("TOSS_CLIENT") or _build_toss_client(app)
+
+    from .blueprints.api import bp as api_bp
+    from .blueprints.checkout import bp as checkout_bp
+    from .blueprints.shop import bp as shop_bp
+    from .web import register_web
+
+    app.register_blueprint(shop_bp)
+    app.register_blueprint(checkout_bp)
+    app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)
+    register_web(app)
+
+    from .cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def toss_client() -> TossClient:
+    """The app's Toss client (real Toss, or the sandbox mounted in-process)."""
+    client: TossClient = current_app.extensions["toss"]
+    return client
+
+
+def _build_toss_client(app: Flask) -> TossClient:
+    cfg = app.config
+    client = TossClient(
+        cfg["TOSS_SECRET_KEY"],
+        cfg["TOSS_API_BASE"],
+        connect_timeout=cfg["TOSS_CONNECT_TIMEOUT"],
+        read_timeout=cfg["TOSS_READ_TIMEOUT"],
+        max_retries=cfg["TOSS_MAX_RETRIES"],
+        backoff=cfg["TOSS_RETRY_BACKOFF"],
+    )
+    if cfg["TOSS_API_BASE"].startswith(SANDBOX_API_ORIGIN):
+        from .sandbox.transport import WSGITransport
+
+        client.session.mount(SANDBOX_API_ORIGIN, WSGITransport(app.wsgi_app))
+    return client
+
+
+def _migrations_dir() -> str:
+    import os
+
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
+
+
+def _configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )

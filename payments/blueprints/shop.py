@@ -1,0 +1,85 @@
+"""Shopper pages: catalog, cart, order creation, order status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from .. import checkout as checkout_service
+from ..errors import ServiceError
+from ..extensions import db
+from ..models import Product
+from ..orders import cart_lines, change_cart, create_order, find_order
+from ..states import OrderStatus, Source
+from ..web import can_view, customer_key, remember_order
+
+bp = Blueprint("shop", __name__)
+
+
+def _cart() -> dict[str, int]:
+    cart = session.get("cart")
+    return cart if isinstance(cart, dict) else {}
+
+
+@bp.get("/")
+def catalog() -> str:
+    products = db.session.execute(
+        select(Product).where(Product.active.is_(True)).order_by(Product.id)
+    ).scalars()
+    return render_template("shop/catalog.html", products=list(products))
+
+
+@bp.get("/cart")
+def cart() -> str:
+    lines = cart_lines(_cart())
+    return render_template("shop/cart.html", lines=lines, total=sum(line.total for line in lines))
+
+
+@bp.post("/cart")
+def update_cart() -> Response | tuple[str, int]:
+    action = request.form.get("action", "add")
+    try:
+        session["cart"] = change_cart(
+            _cart(), action, request.form.get("product_id"), request.form.get("quantity")
+        )
+    except ServiceError as exc:
+        lines = cart_lines(_cart())
+        page = render_template(
+            "shop/cart.html",
+            lines=lines,
+            total=sum(line.total for line in lines),
+            error=exc.message,
+            error_code=exc.code,
+        )
+        return page, exc.http_status
+    flash(
+        {
+            "add": "장바구니에 담았습니다.",
+            "update": "수량을 변경했습니다.",
+            "remove": "상품을 뺐습니다.",
+        }[action]
+    )
+    return redirect(url_for("shop.cart"), 303)
+
+
+@bp.post("/orders")
+def create() -> Response:
+    order = create_order(_cart(), customer_key())
+    remember_order(order.order_id)
+    session["cart"] = {}
+    return redirect(url_for("checkout.page", order_id=order.order_id), 303)
+
+
+@bp.get("/orders/<order_id>")
+def order(order_id: str) -> str:
+    found = find_order(order_id)
+    if found is None or not can_view(found):
+        abort(404)
+    if found.status == OrderStatus.NEEDS_RECONCILE:
+        # The self-refreshing "결제 확인 중" page asks Toss again on each visit.
+        checkout_service.settle_by_lookup(found, Source.REDIRECT)
+    ctx: dict[str, Any] = {"order": found, "payment": found.payment}
+    return render_template("shop/order.html", **ctx)

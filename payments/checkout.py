@@ -1,0 +1,389 @@
+"""Payment confirmation: the one operation behind the success redirect and the JSON API.
+
+Phases (each a commit): validate against the stored order → commit the intent (CONFIRMING with
+the paymentKey and Idempotency-Key) → call Toss → commit what Toss said. A crash between phases
+leaves a CONFIRMING/NEEDS_RECONCILE row that a lookup by orderId settles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import toss_client
+from .errors import ServiceError, invalid, message_for
+from .extensions import db
+from .models import Order, Payment, utcnow
+from .orders import ORDER_ID_RE, find_order, record, transition
+from .states import SETTLED, OrderStatus, Source
+from .toss import Payment as TossPayment
+from .toss import TossError
+
+logger = logging.getLogger(__name__)
+
+S = OrderStatus
+PAYMENT_KEY_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,200}$")
+MAX_AMOUNT = 10**12
+
+# Definitive Toss refusals after which the shopper may simply pay again (another card, a new
+# window): the order goes back to PENDING with the failure recorded. Anything else definitive
+# ends the order FAILED.
+SHOPPER_RETRYABLE = frozenset(
+    {
+        "REJECT_CARD_PAYMENT",
+        "REJECT_CARD_COMPANY",
+        "NOT_ENOUGH_BALANCE",
+        "INVALID_CARD_NUMBER",
+        "INVALID_CARD_EXPIRATION",
+        "INVALID_STOPPED_CARD",
+        "INVALID_CARD_LOST_OR_STOLEN",
+        "INVALID_PASSWORD",
+        "EXCEED_MAX_DAILY_PAYMENT_COUNT",
+        "EXCEED_MAX_CARD_INSTALLMENT_PLAN",
+        "NOT_SUPPORTED_INSTALLMENT_PLAN_CARD_OR_MERCHANT",
+        "INVALID_CARD_INSTALLMENT_PLAN",
+        "NOT_FOUND_PAYMENT_SESSION",
+        "PAY_PROCESS_ABORTED",
+        "PAY_PROCESS_CANCELED",
+        "REJECT_ACCOUNT_PAYMENT",
+        "REJECT_TOSSPAY_INVALID_ACCOUNT",
+        "EXCEED_MAX_PAYMENT_AMOUNT",
+        "FDS_ERROR",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ConfirmRequest:
+    payment_key: str
+    order_id: str
+    amount: int
+
+
+def parse_confirm_request(data: Mapping[str, object]) -> ConfirmRequest:
+    """Validate {paymentKey, orderId, amount} from a query string or JSON; INVALID_REQUEST else."""
+    payment_key = data.get("paymentKey")
+    order_id = data.get("orderId")
+    amount = data.get("amount")
+    if not isinstance(payment_key, str) or not PAYMENT_KEY_RE.match(payment_key):
+        raise invalid("paymentKey가 없거나 올바르지 않습니다. (paymentKey is missing or malformed)")
+    if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id):
+        raise invalid("orderId가 없거나 올바르지 않습니다. (orderId is missing or malformed)")
+    parsed: int | None = None
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        parsed = amount
+    elif isinstance(amount, str) and re.fullmatch(r"[0-9]{1,13}", amount):
+        parsed = int(amount)
+    if parsed is None or not 0 < parsed < MAX_AMOUNT:
+        raise invalid("amount는 양의 정수여야 합니다. (amount must be a positive integer)")
+    return ConfirmRequest(payment_key, order_id, parsed)
+
+
+def confirm_idempotency_key(order_id: str, payment_key: str) -> str:
+    """Derived from what is being done, so every retry of this confirmation reuses it and
+    another payment can never replay this one's answer (Toss ignores the body)."""
+    digest = hashlib.sha256(f"{order_id}\n{payment_key}".encode()).hexdigest()
+    return f"confirm-{digest}"
+
+
+def confirm_payment(req: ConfirmRequest, source: Source) -> Order:
+    """Confirm a payment with Toss exactly once and return the order in its resulting state.
+
+    Raises ServiceError for every refusal; by then the order's state is committed.
+    """
+    order = find_order(req.order_id)
+    if order is None:
+        raise ServiceError("ORDER_NOT_FOUND", http_status=404)
+    if req.amount != order.amount:
+        # The success URL's amount comes from the browser: a difference is tampering or a bug.
+        record(
+            order,
+            "amount_mismatch",
+            source,
+            payment_key=req.payment_key,
+            code="AMOUNT_MISMATCH",
+            detail=f"expected={order.amount} got={req.amount}",
+        )
+        db.session.commit()
+        logger.warning(
+            "amount mismatch on confirm",
+            extra={"order_id": order.order_id, "expected": order.amount, "got": req.amount},
+        )
+        raise ServiceError("AMOUNT_MISMATCH", http_status=400)
+
+    key = confirm_idempotency_key(order.order_id, req.payment_key)
+    for _ in range(3):
+        status = S(order.status)
+        same_payment = order.payment_key == req.payment_key
+        if status in SETTLED:
+            if same_payment:
+                return order  # a refresh or a second tab: the stored result, no Toss call
+            raise ServiceError("ORDER_NOT_PAYABLE", http_status=409)
+        if status is S.CONFIRMING:
+            raise ServiceError("PAYMENT_PENDING", http_status=409)
+        if status is S.NEEDS_RECONCILE:
+            if same_payment and settle_by_lookup(order, source) in SETTLED:
+                return order
+            raise ServiceError("PAYMENT_PENDING", http_status=409)
+        if status is not S.PENDING:
+            raise ServiceError("ORDER_NOT_PAYABLE", http_status=409)
+        won = transition(
+            order,
+            S.CONFIRMING,
+            source,
+            payment_key=req.payment_key,
+            values={
+                "payment_key": req.payment_key,
+                "confirm_idempotency_key": key,
+                "confirm_started_at": utcnow(),
+                "failure_code": None,
+                "failure_message": None,
+            },
+        )
+        db.session.commit()
+        if won:
+            break
+        db.session.refresh(order)
+    else:
+        raise ServiceError("PAYMENT_PENDING", http_status=409)
+
+    return _confirm_with_toss(order, req, key, source)
+
+
+def _confirm_with_toss(order: Order, req: ConfirmRequest, key: str, source: Source) -> Order:
+    try:
+        payment = toss_client().confirm(
+            req.payment_key, req.order_id, req.amount, idempotency_key=key
+        )
+    except TossError as exc:
+        return _confirm_failed(order, req, exc, source)
+    try:
+        apply_payment(order, payment, source, answer_to_confirm=True)
+        db.session.commit()
+    except SQLAlchemyError:
+        # Toss took the money but we could not record it: the order stays CONFIRMING and
+        # `reconcile` finishes it by lookup. Never report failure to the shopper here.
+        db.session.rollback()
+        logger.exception("commit after confirm failed", extra={"order_id": req.order_id})
+        raise ServiceError("PAYMENT_PENDING", http_status=409) from None
+    _raise_if_unsuccessful(order)
+    return order
+
+
+def _confirm_failed(order: Order, req: ConfirmRequest, exc: TossError, source: Source) -> Order:
+    code = exc.code
+    if code == "ALREADY_PROCESSED_PAYMENT":
+        # Usually an earlier try of ours succeeded: believe only Toss's record of it.
+        record(order, "toss_error", source, payment_key=req.payment_key, code=code)
+        db.session.commit()
+        try:
+            payment = toss_client().get_payment(req.payment_key)
+        except TossError:
+            _to_reconcile(order, source, code)
+            raise ServiceError("PAYMENT_PENDING", http_status=409) from None
+        apply_payment(order, payment, source)
+        db.session.commit()
+        _raise_if_unsuccessful(order)
+        return order
+
+    if exc.outcome_unknown:
+        logger.warning(
+            "confirm outcome unknown; looking up",
+            extra={"order_id": req.order_id, "toss_code": code},
+        )
+        _to_reconcile(order, source, code)
+        if settle_by_lookup(order, source) in SETTLED:
+            return order
+        raise ServiceError("PAYMENT_PENDING", http_status=409) from None
+
+    if exc.retryable:
+        # Toss said "not now" and did nothing: the order is payable again and the shopper's
+        # next try (a refresh of the success page) confirms with the same key.
+        transition(
+            order,
+            S.PENDING,
+            source,
+            code=code,
+            detail=exc.message[:200],
+            values={"payment_key": None},
+        )
+        db.session.commit()
+        raise ServiceError("PROVIDER_UNAVAILABLE", http_status=503) from None
+
+    payable = code in SHOPPER_RETRYABLE
+    transition(
+        order,
+        S.PENDING if payable else S.FAILED,
+        source,
+        code=code,
+        detail=exc.message[:200],
+        values={
+            "failure_code": code,
+            "failure_message": message_for(code),
+            **({"payment_key": None} if payable else {}),
+        },
+    )
+    db.session.commit()
+    logger.info("confirm refused", extra={"order_id": req.order_id, "toss_code": code})
+    raise ServiceError(code, message_for(code), _api_status(exc.http_status)) from None
+
+
+def _to_reconcile(order: Order, source: Source, code: str | None) -> None:
+    if order.status == S.CONFIRMING:
+        transition(order, S.NEEDS_RECONCILE, source, code=code)
+        db.session.commit()
+
+
+def _raise_if_unsuccessful(order: Order) -> None:
+    if order.status in SETTLED:
+        return
+    if order.status in (S.CONFIRMING, S.NEEDS_RECONCILE):
+        raise ServiceError("PAYMENT_PENDING", http_status=409)
+    raise ServiceError(order.failure_code or "PAYMENT_FAILED", http_status=409)
+
+
+def _api_status(toss_status: int | None) -> int:
+    # Toss's 401/5xx are about our keys or Toss itself, not the caller's request.
+    if toss_status in (400, 403, 404, 409, 422):
+        return toss_status
+    return 502
+
+
+def settle_by_lookup(order: Order, source: Source) -> OrderStatus:
+    """Ask Toss what happened to the order's payment and apply it; the status afterwards."""
+    try:
+        payment = toss_client().get_payment_by_order(order.order_id)
+    except TossError as exc:
+        logger.info(
+            "lookup did not settle order",
+            extra={"order_id": order.order_id, "toss_code": exc.code},
+        )
+        return S(order.status)
+    apply_payment(order, payment, source)
+    db.session.commit()
+    return S(order.status)
+
+
+def apply_payment(
+    order: Order, payment: TossPayment, source: Source, *, answer_to_confirm: bool = False
+) -> None:
+    """Bring the order in line with Toss's Payment; the caller commits.
+
+    A Payment for another order or amount is never accepted and the order fails. It is
+    cancelled at Toss when it is provably ours (our orderId, or the answer to our own confirm
+    call); a payment of someone else's order found by a lookup is left alone, so a forged
+    paymentKey can never refund another shopper.
+    """
+    if payment.order_id != order.order_id or payment.total_amount != order.amount:
+        ours = answer_to_confirm or payment.order_id == order.order_id
+        _reject_mismatch(order, payment, source, cancel=ours)
+        return
+    status = S(order.status)
+    tkey = payment.last_transaction_key
+    if payment.status in ("DONE", "WAITING_FOR_DEPOSIT", "PARTIAL_CANCELED", "CANCELED"):
+        _store_payment(order, payment)
+        target = S.AWAITING_DEPOSIT if payment.status == "WAITING_FOR_DEPOSIT" else S.PAID
+        if status in (S.PENDING, S.CONFIRMING, S.NEEDS_RECONCILE):
+            transition(
+                order,
+                target,
+                source,
+                payment_key=payment.payment_key,
+                transaction_key=tkey,
+                values={"payment_key": payment.payment_key},
+            )
+        elif status is S.AWAITING_DEPOSIT and target is S.PAID:
+            transition(order, S.PAID, source, transaction_key=tkey)
+    elif payment.status in ("ABORTED", "EXPIRED") and status in (S.CONFIRMING, S.NEEDS_RECONCILE):
+        code = payment.failure_code or f"PAYMENT_{payment.status}"
+        transition(
+            order,
+            S.PENDING,
+            source,
+            code=code,
+            values={
+                "payment_key": None,
+                "failure_code": code,
+                "failure_message": message_for(payment.failure_code),
+            },
+        )
+    # READY / IN_PROGRESS: still undecided at Toss; leave the order as it is.
+
+
+def _store_payment(order: Order, p: TossPayment) -> Payment:
+    row = order.payment or Payment(order_pk=order.id)
+    row.payment_key = p.payment_key
+    row.status = p.status
+    row.method = p.method
+    row.total_amount = p.total_amount
+    row.balance_amount = p.balance_amount if p.balance_amount is not None else p.total_amount
+    row.approved_at = p.approved_at
+    row.last_transaction_key = p.last_transaction_key
+    row.receipt_url = p.receipt_url
+    if p.card:
+        row.card_number = p.card.number
+        row.card_approve_no = p.card.approve_no
+    if p.virtual_account:
+        row.va_bank_code = p.virtual_account.bank_code
+        row.va_account_number = p.virtual_account.account_number
+        row.va_customer_name = p.virtual_account.customer_name
+        row.va_due_date = p.virtual_account.due_date
+    if p.secret:
+        row.secret = p.secret
+    row.raw = _redacted(p.raw)
+    if order.payment is None:
+        order.payment = row
+        db.session.add(row)
+    return row
+
+
+def _redacted(raw: dict[str, object]) -> dict[str, object]:
+    # The webhook secret lives in its own column only.
+    return {k: v for k, v in raw.items() if k != "secret"}
+
+
+def _reject_mismatch(order: Order, payment: TossPayment, source: Source, *, cancel: bool) -> None:
+    logger.critical(
+        "ALERT: Toss payment does not match the order; cancelling",
+        extra={
+            "order_id": order.order_id,
+            "toss_order_id": payment.order_id,
+            "expected": order.amount,
+            "toss_amount": payment.total_amount,
+        },
+    )
+    detail = f"toss orderId={payment.order_id} totalAmount={payment.total_amount}"
+    if cancel and payment.status in ("DONE", "WAITING_FOR_DEPOSIT"):
+        try:
+            toss_client().cancel(
+                payment.payment_key,
+                "주문 정보 불일치로 자동 취소",
+                idempotency_key=f"mismatch-cancel-{payment.payment_key}"[:300],
+            )
+            detail += " cancelled at Toss"
+        except TossError as exc:
+            logger.critical(
+                "ALERT: cancelling a mismatched payment failed",
+                extra={"order_id": order.order_id, "toss_code": exc.code},
+            )
+            detail += f" cancel failed: {exc.code}"
+    if S(order.status) in (S.CONFIRMING, S.NEEDS_RECONCILE, S.PENDING):
+        transition(
+            order,
+            S.FAILED,
+            source,
+            payment_key=payment.payment_key,
+            code="PAYMENT_MISMATCH",
+            detail=detail,
+            values={
+                "failure_code": "PAYMENT_MISMATCH",
+                "failure_message": message_for("PAYMENT_MISMATCH"),
+            },
+        )
+    else:
+        record(order, "payment_mismatch", source, payment_key=payment.payment_key, detail=detail)

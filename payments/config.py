@@ -1,0 +1,251 @@
+"""The one place that reads the environment and refuses unsafe combinations.
+
+`load_config()` turns environment variables (and `.env`, when present) plus explicit overrides into
+a flat dict for `app.config`; `ConfigError` carries one line naming the offending variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from dotenv import load_dotenv
+
+TOSS_API_BASE_DEFAULT = "https://api.tosspayments.com"
+TOSS_WIDGET_SCRIPT_DEFAULT = "https://js.tosspayments.com/v2/standard"
+# Keys the built-in sandbox accepts unless others are configured (CONTRACT.md).
+SANDBOX_CLIENT_KEY = "test_gck_sandbox"
+SANDBOX_SECRET_KEY = "test_gsk_sandbox"
+# In-process origin of the sandbox's Toss API: requests to it never leave the process
+# (a transport adapter hands them to the sandbox WSGI app), so a single sync worker cannot
+# deadlock calling itself.
+SANDBOX_API_ORIGIN = "http://toss-sandbox.internal"
+
+ENVS = ("development", "testing", "production")
+ENV_VARS = frozenset(
+    {
+        "APP_ENV",
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "TOSS_CLIENT_KEY",
+        "TOSS_SECRET_KEY",
+        "TOSS_API_BASE",
+        "TOSS_SANDBOX",
+        "TOSS_WEBHOOK_SECURITY_KEY",
+        "TOSS_WIDGET_SCRIPT_URL",
+        "TOSS_CONNECT_TIMEOUT",
+        "TOSS_READ_TIMEOUT",
+        "TOSS_MAX_RETRIES",
+        "TOSS_RETRY_BACKOFF",
+        "REDIS_URL",
+        "PUBLIC_BASE_URL",
+        "ADMIN_PASSWORD_HASH",
+        "ORDER_LINK_MAX_AGE",
+    }
+)
+_KEY_RE = re.compile(r"^(test|live)_(gck|gsk|ck|sk)_[A-Za-z0-9_]+$")
+
+
+class ConfigError(RuntimeError):
+    """Start-up refusal: one line that names the variable at fault."""
+
+
+def _flag(value: str | None) -> bool | None:
+    if value is None or value.strip() == "":
+        return None
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"TOSS_SANDBOX must be 1 or 0, got {value!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def key_parts(key: str) -> tuple[str, str]:
+    """(mode, family) of a Toss key, e.g. ("test", "gck"); ConfigError if it is not key-shaped."""
+    m = _KEY_RE.match(key)
+    if not m:
+        raise ConfigError("not a Toss key")
+    return m.group(1), m.group(2)
+
+
+def check_toss_keys(client_key: str, secret_key: str) -> None:
+    """Refuse a client/secret pair Toss would reject: mixed families or mixed test/live."""
+    try:
+        c_mode, c_family = key_parts(client_key)
+    except ConfigError:
+        raise ConfigError(
+            "TOSS_CLIENT_KEY is not a Toss client key "
+            "(expected test_gck_/live_gck_/test_ck_/live_ck_)"
+        ) from None
+    try:
+        s_mode, s_family = key_parts(secret_key)
+    except ConfigError:
+        raise ConfigError(
+            "TOSS_SECRET_KEY is not a Toss secret key "
+            "(expected test_gsk_/live_gsk_/test_sk_/live_sk_)"
+        ) from None
+    if c_family not in ("gck", "ck"):
+        raise ConfigError(
+            f"TOSS_CLIENT_KEY holds a secret key ({c_family}); it must be a client key"
+        )
+    if s_family not in ("gsk", "sk"):
+        raise ConfigError(
+            f"TOSS_SECRET_KEY holds a client key ({s_family}); it must be a secret key"
+        )
+    if (c_family == "gck") != (s_family == "gsk"):
+        raise ConfigError(
+            "TOSS_CLIENT_KEY and TOSS_SECRET_KEY mix key families: widget keys (gck/gsk) "
+            "only pair with each other, API keys (ck/sk) likewise"
+        )
+    if c_mode != s_mode:
+        raise ConfigError(
+            f"TOSS_CLIENT_KEY is a {c_mode} key but TOSS_SECRET_KEY is a {s_mode} key; "
+            "use a matching pair"
+        )
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    instance_path: str = "instance",
+) -> dict[str, Any]:
+    """Build the app config: defaults, then the environment, then `overrides`; validate it."""
+    if environ is None:
+        load_dotenv(override=False)
+        environ = os.environ
+    env: dict[str, str] = {k: v for k, v in environ.items() if isinstance(v, str)}
+    # Overrides named like environment variables stand in for them (tests use this); the rest
+    # are set on the final config.
+    overrides = dict(overrides or {})
+    for name in ENV_VARS & overrides.keys():
+        env[name] = str(overrides.pop(name))
+
+    app_env = env.get("APP_ENV", "development").strip() or "development"
+    if app_env not in ENVS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVS)}, got {app_env!r}")
+    production = app_env == "production"
+
+    secret_key = env.get("SECRET_KEY", "").strip()
+    if not secret_key:
+        if production:
+            raise ConfigError("SECRET_KEY is required when APP_ENV=production")
+        secret_key = secrets.token_urlsafe(32)
+    elif production and len(secret_key) < 16:
+        raise ConfigError("SECRET_KEY is too short for production (use at least 16 characters)")
+
+    client_key = env.get("TOSS_CLIENT_KEY", "").strip()
+    toss_secret = env.get("TOSS_SECRET_KEY", "").strip()
+    if bool(client_key) != bool(toss_secret):
+        missing = "TOSS_SECRET_KEY" if client_key else "TOSS_CLIENT_KEY"
+        raise ConfigError(f"{missing} is missing: set both Toss keys or neither (sandbox)")
+    has_keys = bool(client_key)
+
+    sandbox_flag = _flag(env.get("TOSS_SANDBOX"))
+    sandbox = (not has_keys and not production) if sandbox_flag is None else sandbox_flag
+    if production and sandbox:
+        raise ConfigError("TOSS_SANDBOX cannot be on when APP_ENV=production")
+
+    if has_keys:
+        check_toss_keys(client_key, toss_secret)
+        mode = key_parts(client_key)[0]
+        if production and mode == "test":
+            raise ConfigError(
+                "TOSS_CLIENT_KEY/TOSS_SECRET_KEY are test keys but APP_ENV=production"
+            )
+        if sandbox and mode == "live":
+            raise ConfigError(
+                "TOSS_SANDBOX is on but TOSS_CLIENT_KEY/TOSS_SECRET_KEY are live keys"
+            )
+    elif not sandbox:
+        raise ConfigError(
+            "TOSS_CLIENT_KEY and TOSS_SECRET_KEY are required when the sandbox is off"
+            + (" (APP_ENV=production)" if production else " (TOSS_SANDBOX=0)")
+        )
+    else:
+        client_key, toss_secret = SANDBOX_CLIENT_KEY, SANDBOX_SECRET_KEY
+
+    api_base = env.get("TOSS_API_BASE", "").strip().rstrip("/")
+    if sandbox and not api_base:
+        api_base = SANDBOX_API_ORIGIN + "/sandbox"
+    api_base = api_base or TOSS_API_BASE_DEFAULT
+    if not re.match(r"^https?://[^/\s]+", api_base):
+        raise ConfigError(f"TOSS_API_BASE must be an http(s) URL, got {api_base!r}")
+    if production and not api_base.startswith("https://"):
+        raise ConfigError("TOSS_API_BASE must use https when APP_ENV=production")
+
+    public_base = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+    if public_base and not re.match(r"^https?://[^/\s]+$", public_base):
+        raise ConfigError(
+            f"PUBLIC_BASE_URL must be an origin like https://shop.example, got {public_base!r}"
+        )
+
+    database_url = env.get("DATABASE_URL", "").strip()
+    if not database_url:
+        os.makedirs(instance_path, exist_ok=True)
+        database_url = "sqlite:///" + os.path.join(os.path.abspath(instance_path), "shop.sqlite3")
+    elif database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+
+    config: dict[str, Any] = {
+        "APP_ENV": app_env,
+        "TESTING": app_env == "testing",
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "TOSS_CLIENT_KEY": client_key,
+        "TOSS_SECRET_KEY": toss_secret,
+        "TOSS_API_BASE": api_base,
+        "TOSS_SANDBOX": sandbox,
+        "TOSS_WIDGET_SCRIPT_URL": env.get("TOSS_WIDGET_SCRIPT_URL", "").strip()
+        or ("/sandbox/widget/v2/standard" if sandbox else TOSS_WIDGET_SCRIPT_DEFAULT),
+        "TOSS_WEBHOOK_SECURITY_KEY": env.get("TOSS_WEBHOOK_SECURITY_KEY", "").strip() or None,
+        "TOSS_CONNECT_TIMEOUT": _float(env, "TOSS_CONNECT_TIMEOUT", 5.0, 0.1),
+        "TOSS_READ_TIMEOUT": _float(env, "TOSS_READ_TIMEOUT", 30.0, 0.1),
+        "TOSS_MAX_RETRIES": _int(env, "TOSS_MAX_RETRIES", 2),
+        "TOSS_RETRY_BACKOFF": _float(env, "TOSS_RETRY_BACKOFF", 0.5, 0.0),
+        "REDIS_URL": env.get("REDIS_URL", "").strip() or None,
+        "PUBLIC_BASE_URL": public_base or None,
+        "ADMIN_PASSWORD_HASH": env.get("ADMIN_PASSWORD_HASH", "").strip() or None,
+        "ORDER_LINK_MAX_AGE": _int(env, "ORDER_LINK_MAX_AGE", 60 * 60 * 24 * 30, 60),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+        "WTF_CSRF_TIME_LIMIT": None,
+    }
+    if production and config["TOSS_READ_TIMEOUT"] < 30:
+        raise ConfigError("TOSS_READ_TIMEOUT must be at least 30 seconds in production")
+    config.update(overrides)
+    return config

@@ -1,0 +1,183 @@
+"""Shop tables. Money is integer KRW in BigInteger columns with CHECK constraints."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+from .states import LABELS_KO, SETTLED, OrderStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(db.TypeDecorator):  # type: ignore[name-defined]
+    """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Product(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "products"
+    __table_args__ = (CheckConstraint("price > 0", name="price_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    price: Mapped[int] = mapped_column(BigInteger)
+    # Placeholder drawing: an emoji on a colour, so the demo needs no image files.
+    emoji: Mapped[str] = mapped_column(String(16), default="🛍️")
+    color: Mapped[str] = mapped_column(String(7), default="#e8eefc")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Order(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "status IN ('PENDING','CONFIRMING','NEEDS_RECONCILE','AWAITING_DEPOSIT','PAID',"
+            "'PARTIALLY_REFUNDED','REFUNDED','FAILED','EXPIRED','CANCELED')",
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    order_name: Mapped[str] = mapped_column(String(100))
+    customer_key: Mapped[str] = mapped_column(String(50))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(24), default=OrderStatus.PENDING, index=True)
+    # The payment being confirmed (set with the intent, before the Toss call).
+    payment_key: Mapped[str | None] = mapped_column(String(200))
+    confirm_idempotency_key: Mapped[str | None] = mapped_column(String(300))
+    confirm_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="OrderLine.id"
+    )
+    payment: Mapped[Payment | None] = relationship(back_populates="order", uselist=False)
+    audit: Mapped[list[AuditEntry]] = relationship(
+        back_populates="order", order_by="AuditEntry.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def status_label(self) -> str:
+        return LABELS_KO[OrderStatus(self.status)]
+
+    @property
+    def is_settled(self) -> bool:
+        return self.status in SETTLED
+
+    @property
+    def is_payable(self) -> bool:
+        return self.status == OrderStatus.PENDING
+
+
+class OrderLine(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        CheckConstraint("unit_price > 0", name="unit_price_positive"),
+        CheckConstraint("quantity BETWEEN 1 AND 99", name="quantity_range"),
+        CheckConstraint("line_total = unit_price * quantity", name="line_total_product"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
+    # Snapshots: a later price or name change never alters a placed order.
+    product_name: Mapped[str] = mapped_column(String(100))
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    quantity: Mapped[int] = mapped_column(Integer)
+    line_total: Mapped[int] = mapped_column(BigInteger)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+
+class Payment(db.Model):  # type: ignore[name-defined]
+    """Our copy of Toss's Payment for an order (one per order)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("total_amount > 0", name="total_positive"),
+        CheckConstraint("balance_amount >= 0", name="balance_not_negative"),
+        CheckConstraint("balance_amount <= total_amount", name="balance_within_total"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
+    payment_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(32))
+    method: Mapped[str | None] = mapped_column(String(32))
+    total_amount: Mapped[int] = mapped_column(BigInteger)
+    balance_amount: Mapped[int] = mapped_column(BigInteger)
+    approved_at: Mapped[str | None] = mapped_column(String(40))
+    last_transaction_key: Mapped[str | None] = mapped_column(String(64))
+    receipt_url: Mapped[str | None] = mapped_column(String(500))
+    card_number: Mapped[str | None] = mapped_column(String(32))  # masked by Toss
+    card_approve_no: Mapped[str | None] = mapped_column(String(16))
+    va_bank_code: Mapped[str | None] = mapped_column(String(8))
+    va_account_number: Mapped[str | None] = mapped_column(String(32))
+    va_customer_name: Mapped[str | None] = mapped_column(String(100))
+    va_due_date: Mapped[str | None] = mapped_column(String(40))
+    # Compared in constant time with DEPOSIT_CALLBACK webhooks; never logged.
+    secret: Mapped[str | None] = mapped_column(String(100))
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="payment")
+
+
+class AuditEntry(db.Model):  # type: ignore[name-defined]
+    """One row per state change or notable event on an order, with who caused it."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(32), default="transition")
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str | None] = mapped_column(String(24))
+    source: Mapped[str] = mapped_column(String(16))
+    payment_key: Mapped[str | None] = mapped_column(String(200))
+    transaction_key: Mapped[str | None] = mapped_column(String(64))
+    code: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="audit")
+
+
+__all__ = ["AuditEntry", "Order", "OrderLine", "Payment", "Product", "utcnow"]

@@ -1,0 +1,263 @@
+"""Orders: creation from a cart, and the only code that writes an order's status."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from .errors import ServiceError, invalid
+from .extensions import db
+from .models import AuditEntry, Order, OrderLine, Product, utcnow
+from .states import OrderStatus, Source, can_move
+
+logger = logging.getLogger(__name__)
+
+ORDER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+MAX_QUANTITY = 99
+MAX_CART_LINES = 30
+# Far above any real basket; keeps arithmetic and Toss's own limits out of reach of abuse.
+MAX_ORDER_AMOUNT = 100_000_000
+
+
+class InvalidTransition(RuntimeError):
+    """A write the state machine forbids: a bug in the caller, never user input."""
+
+
+def transition(
+    order: Order,
+    to: OrderStatus,
+    source: Source,
+    *,
+    payment_key: str | None = None,
+    transaction_key: str | None = None,
+    code: str | None = None,
+    detail: str | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> bool:
+    """Move `order` to `to` if it is still in the status we read; False when another writer won.
+
+    The conditional UPDATE lets the database decide races between tabs, the API, webhooks and
+    workers. The caller commits; the audit row joins the same transaction.
+    """
+    src = OrderStatus(order.status)
+    if not can_move(src, to):
+        raise InvalidTransition(f"{order.order_id}: {src} → {to} is not allowed")
+    now = utcnow()
+    fields: dict[str, Any] = {"status": to.value, "updated_at": now, **(values or {})}
+    result = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == src.value)
+        .values(**fields)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.expire(order)
+        return False
+    for name, value in fields.items():
+        set_committed = getattr(type(order), name, None)
+        if set_committed is not None:
+            # Mirror the UPDATE in memory without marking the object dirty.
+            order.__dict__[name] = value
+    db.session.add(
+        AuditEntry(
+            order_pk=order.id,
+            event="transition",
+            from_status=src.value,
+            to_status=to.value,
+            source=source.value,
+            payment_key=payment_key or order.payment_key,
+            transaction_key=transaction_key,
+            code=code,
+            detail=detail,
+            created_at=now,
+        )
+    )
+    logger.info(
+        "order status changed",
+        extra={"order_id": order.order_id, "from": src.value, "to": to.value, "source": source},
+    )
+    return True
+
+
+def record(
+    order: Order,
+    event: str,
+    source: Source,
+    *,
+    payment_key: str | None = None,
+    code: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """An audit row for something notable that did not change the status."""
+    db.session.add(
+        AuditEntry(
+            order_pk=order.id,
+            event=event,
+            from_status=order.status,
+            to_status=order.status,
+            source=source.value,
+            payment_key=payment_key,
+            code=code,
+            detail=(detail or "")[:500] or None,
+        )
+    )
+
+
+def find_order(order_id: str) -> Order | None:
+    if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id):
+        return None
+    return db.session.execute(select(Order).where(Order.order_id == order_id)).scalar_one_or_none()
+
+
+# -- cart -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CartLine:
+    product: Product
+    quantity: int
+
+    @property
+    def total(self) -> int:
+        return self.product.price * self.quantity
+
+
+def parse_quantity(raw: object) -> int:
+    """A quantity from a form: an integer 1–99, else INVALID_REQUEST."""
+    if isinstance(raw, bool):
+        raise invalid("수량은 1~99 사이의 숫자여야 합니다.")
+    if isinstance(raw, int):
+        qty = raw
+    elif isinstance(raw, str) and re.fullmatch(r"\s*\d{1,3}\s*", raw):
+        qty = int(raw)
+    else:
+        raise invalid("수량은 1~99 사이의 숫자여야 합니다.")
+    if not 1 <= qty <= MAX_QUANTITY:
+        raise invalid("수량은 1~99 사이의 숫자여야 합니다.")
+    return qty
+
+
+def get_product(raw_id: object) -> Product:
+    """An active product by id from a form, else INVALID_REQUEST (nothing changes)."""
+    if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
+        raise invalid("상품을 선택해주세요.")
+    text = str(raw_id).strip()
+    if not re.fullmatch(r"\d{1,9}", text):
+        raise invalid("존재하지 않는 상품입니다.")
+    product = db.session.get(Product, int(text))
+    if product is None or not product.active:
+        raise ServiceError("PRODUCT_NOT_FOUND", "존재하지 않는 상품입니다.", 404)
+    return product
+
+
+def change_cart(
+    cart: Mapping[str, int], action: str, product_id: object, quantity: object
+) -> dict[str, int]:
+    """Return the new cart after `action` (add, update, remove); the input is never mutated."""
+    new = {k: v for k, v in cart.items()}
+    if action not in ("add", "update", "remove"):
+        raise invalid("알 수 없는 장바구니 동작입니다.")
+    product = get_product(product_id)
+    key = str(product.id)
+    if action == "remove":
+        if key not in new:
+            raise ServiceError("NOT_IN_CART", "장바구니에 없는 상품입니다.", 404)
+        del new[key]
+        return new
+    qty = parse_quantity(quantity if quantity not in (None, "") or action == "update" else "1")
+    if action == "add":
+        qty = new.get(key, 0) + qty
+        if qty > MAX_QUANTITY:
+            raise invalid(f"한 상품은 최대 {MAX_QUANTITY}개까지 담을 수 있습니다.")
+    if key not in new and len(new) >= MAX_CART_LINES:
+        raise invalid(f"장바구니에는 최대 {MAX_CART_LINES}종류까지 담을 수 있습니다.")
+    new[key] = qty
+    return new
+
+
+def cart_lines(cart: Mapping[str, int]) -> list[CartLine]:
+    """The cart's lines with current catalog prices; vanished products are dropped."""
+    ids = [int(k) for k in cart if k.isdigit()]
+    if not ids:
+        return []
+    products = {
+        p.id: p
+        for p in db.session.execute(
+            select(Product).where(Product.id.in_(ids), Product.active.is_(True))
+        ).scalars()
+    }
+    lines = []
+    for key, qty in cart.items():
+        product = products.get(int(key)) if key.isdigit() else None
+        if product is not None and isinstance(qty, int) and 1 <= qty <= MAX_QUANTITY:
+            lines.append(CartLine(product, qty))
+    return lines
+
+
+def order_name_for(names: list[str]) -> str:
+    """ "무선 키보드 외 2건" style, within Toss's 100-character limit."""
+    first = names[0]
+    suffix = f" 외 {len(names) - 1}건" if len(names) > 1 else ""
+    if len(first) + len(suffix) > 100:
+        first = first[: 100 - len(suffix) - 1] + "…"
+    return first + suffix
+
+
+def create_order(cart: Mapping[str, int], customer_key: str) -> Order:
+    """Create a PENDING order from the cart with the amount summed here from catalog prices.
+
+    The amount is fixed before the widget opens; the browser never supplies it.
+    """
+    lines = cart_lines(cart)
+    if not lines:
+        raise ServiceError("CART_EMPTY", "장바구니가 비어 있습니다.", 400)
+    amount = sum(line.total for line in lines)
+    if amount > MAX_ORDER_AMOUNT:
+        raise invalid("한 번에 결제할 수 있는 금액을 초과했습니다.")
+    order = Order(
+        order_id=new_order_id(),
+        order_name=order_name_for([line.product.name for line in lines]),
+        customer_key=customer_key,
+        amount=amount,
+        status=OrderStatus.PENDING.value,
+        lines=[
+            OrderLine(
+                product_id=line.product.id,
+                product_name=line.product.name,
+                unit_price=line.product.price,
+                quantity=line.quantity,
+                line_total=line.total,
+            )
+            for line in lines
+        ],
+    )
+    db.session.add(order)
+    db.session.flush()
+    db.session.add(
+        AuditEntry(
+            order_pk=order.id,
+            event="created",
+            to_status=OrderStatus.PENDING.value,
+            source=Source.SHOP.value,
+            detail=f"amount={amount}",
+        )
+    )
+    db.session.commit()
+    logger.info("order created", extra={"order_id": order.order_id, "amount": amount})
+    return order
+
+
+def new_order_id() -> str:
+    """32 random URL-safe characters: unique and unguessable (Toss allows 6–64 of [A-Za-z0-9_-])."""
+    return secrets.token_urlsafe(24)
+
+
+def new_customer_key() -> str:
+    """A random customerKey; never an email or phone number (TOSS.md)."""
+    return "cust_" + secrets.token_urlsafe(18)

@@ -1,0 +1,135 @@
+"""Request-side helpers shared by the blueprints: order ownership, errors, template filters."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, current_app, jsonify, render_template, request, session, url_for
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from .errors import ServiceError
+from .models import Order
+from .orders import new_customer_key
+
+logger = logging.getLogger(__name__)
+
+MAX_REMEMBERED_ORDERS = 50
+
+
+def _signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="order-link")
+
+
+def order_token(order_id: str) -> str:
+    """A signed token that lets whoever holds the link see this one order."""
+    return _signer().dumps(order_id)
+
+
+def remember_order(order_id: str) -> None:
+    """Make this browser session the order's owner."""
+    owned = [o for o in session.get("orders", []) if o != order_id]
+    session["orders"] = (owned + [order_id])[-MAX_REMEMBERED_ORDERS:]
+
+
+def is_operator() -> bool:
+    return session.get("operator") is True
+
+
+def can_view(order: Order) -> bool:
+    """Owner (the creating session or a valid signed link) or an operator."""
+    if order.order_id in session.get("orders", []) or is_operator():
+        return True
+    token = request.args.get("t")
+    if not token or len(token) > 300:
+        return False
+    try:
+        signed = _signer().loads(token, max_age=current_app.config["ORDER_LINK_MAX_AGE"])
+    except BadSignature:
+        return False
+    return bool(signed == order.order_id)
+
+
+def customer_key() -> str:
+    key = session.get("customer_key")
+    if not isinstance(key, str):
+        key = new_customer_key()
+        session["customer_key"] = key
+    return key
+
+
+def public_url(endpoint: str, **values: Any) -> str:
+    """Absolute URL for Toss redirects: PUBLIC_BASE_URL when set, else the request's origin."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if base:
+        return base + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path.startswith("/sandbox/v1/")
+
+
+def error_response(code: str, message: str, status: int) -> tuple[Response | str, int]:
+    if wants_json():
+        return jsonify(code=code, message=message), status
+    return render_template("error.html", code=code, message=message, status=status), status
+
+
+HTTP_MESSAGES = {
+    400: ("INVALID_REQUEST", "잘못된 요청입니다. (Bad request)"),
+    403: ("FORBIDDEN", "접근 권한이 없습니다. (Forbidden)"),
+    404: ("NOT_FOUND", "페이지를 찾을 수 없습니다. (Not found)"),
+    405: ("METHOD_NOT_ALLOWED", "허용되지 않는 요청 방식입니다. (Method not allowed)"),
+    413: ("PAYLOAD_TOO_LARGE", "요청이 너무 큽니다. (Payload too large)"),
+    415: ("INVALID_REQUEST", "지원하지 않는 형식입니다. (Unsupported media type)"),
+    429: (
+        "TOO_MANY_REQUESTS",
+        "요청이 너무 많습니다. 잠시 후 다시 시도해주세요. (Too many requests)",
+    ),
+    500: (
+        "INTERNAL_ERROR",
+        "일시적인 오류가 발생했습니다. 잠시 후 다시 시도해주세요. (Internal error)",
+    ),
+}
+
+
+def format_won(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}원"
+
+
+def register_web(app: Flask) -> None:
+    app.add_template_filter(format_won, "won")
+
+    @app.context_processor
+    def _cart_count() -> dict[str, Any]:
+        cart = session.get("cart") or {}
+        return {"cart_count": sum(v for v in cart.values() if isinstance(v, int))}
+
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError) -> tuple[Response | str, int]:
+        return error_response(exc.code, exc.message, exc.http_status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response | str, int] | HTTPException:
+        status = exc.code or 500
+        if status < 400:
+            return exc
+        from flask_wtf.csrf import CSRFError
+
+        if isinstance(exc, CSRFError):
+            return error_response(
+                "CSRF_FAILED",
+                "보안 토큰이 만료되었거나 올바르지 않습니다. 페이지를 새로고침한 뒤 다시 시도해주세요.",
+                400,
+            )
+        code, message = HTTP_MESSAGES.get(status, (exc.name.upper().replace(" ", "_"), exc.name))
+        return error_response(code, message, status)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response | str, int]:
+        logger.exception("unhandled error", extra={"path": request.path})
+        code, message = HTTP_MESSAGES[500]
+        return error_response(code, message, 500)

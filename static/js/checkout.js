@@ -1,0 +1,48 @@
+// Toss payment widget v2 bootstrap. All values come from data- attributes rendered by the
+// server; the amount is the stored order amount and is set once, before rendering.
+(function () {
+  "use strict";
+  var root = document.getElementById("checkout");
+  var button = document.getElementById("pay-button");
+  var errorBox = document.getElementById("checkout-error");
+  if (!root || !button) return;
+  var d = root.dataset;
+
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = false;
+  }
+
+  async function main() {
+    if (typeof window.TossPayments !== "function") {
+      showError("결제 모듈을 불러오지 못했습니다. 잠시 후 새로고침해주세요.");
+      return;
+    }
+    var tossPayments = window.TossPayments(d.clientKey);
+    var widgets = tossPayments.widgets({ customerKey: d.customerKey });
+    await widgets.setAmount({ currency: "KRW", value: Number(d.amount) });
+    await Promise.all([
+      widgets.renderPaymentMethods({ selector: "#payment-method", variantKey: "DEFAULT" }),
+      widgets.renderAgreement({ selector: "#agreement", variantKey: "AGREEMENT" }),
+    ]);
+    button.disabled = false;
+    button.addEventListener("click", async function () {
+      button.disabled = true;
+      try {
+        await widgets.requestPayment({
+          orderId: d.orderId,
+          orderName: d.orderName,
+          successUrl: d.successUrl,
+          failUrl: d.failUrl,
+        });
+      } catch (err) {
+        showError((err && err.message) || "결제 요청 중 오류가 발생했습니다.");
+        button.disabled = false;
+      }
+    });
+  }
+
+  main().catch(function (err) {
+    showError((err && err.message) || "결제 창을 준비하지 못했습니다.");
+  });
+})();
