@@ -6,6 +6,7 @@ a flat dict for `app.config`; `ConfigError` carries one line naming the offendin
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -85,7 +86,7 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
+    if not math.isfinite(value) or value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
 

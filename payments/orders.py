@@ -134,7 +134,7 @@ def parse_quantity(raw: object) -> int:
         raise invalid("수량은 1~99 사이의 숫자여야 합니다.")
     if isinstance(raw, int):
         qty = raw
-    elif isinstance(raw, str) and re.fullmatch(r"\s*\d{1,3}\s*", raw):
+    elif isinstance(raw, str) and re.fullmatch(r"\s*[0-9]{1,3}\s*", raw):
         qty = int(raw)
     else:
         raise invalid("수량은 1~99 사이의 숫자여야 합니다.")
@@ -148,7 +148,7 @@ def get_product(raw_id: object) -> Product:
     if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
         raise invalid("상품을 선택해주세요.")
     text = str(raw_id).strip()
-    if not re.fullmatch(r"\d{1,9}", text):
+    if not re.fullmatch(r"[0-9]{1,9}", text):
         raise invalid("존재하지 않는 상품입니다.")
     product = db.session.get(Product, int(text))
     if product is None or not product.active:

@@ -22,6 +22,7 @@ from payments.models import Order, Product
 from payments.orders import create_order
 
 TOSS = "https://api.tosspayments.com"
+CONFIRM_URL = f"{TOSS}/v1/payments/confirm"
 # Keys the sandbox accepts; tests never carry real or docs keys.
 CLIENT_KEY = "test_gck_sandbox"
 SECRET_KEY = "test_gsk_sandbox"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from .types import Payment
 logger = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 300
+# Printable ASCII only: anything else cannot travel in an HTTP header.
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,300}$")
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,10 @@ class TossClient:
     ) -> dict[str, Any]:
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         if method == "POST":
-            if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-                raise ValueError("POST to Toss needs an Idempotency-Key of 1-300 characters")
+            if not idempotency_key or not _HEADER_SAFE.match(idempotency_key):
+                raise ValueError(
+                    "POST to Toss needs an Idempotency-Key of 1-300 printable ASCII characters"
+                )
             headers["Idempotency-Key"] = idempotency_key
             headers["Content-Type"] = "application/json"
         url = self.api_base + path
