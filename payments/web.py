@@ -122,7 +122,8 @@ def register_web(app: Flask) -> None:
         if isinstance(exc, CSRFError):
             return error_response(
                 "CSRF_FAILED",
-                "보안 토큰이 만료되었거나 올바르지 않습니다. 페이지를 새로고침한 뒤 다시 시도해주세요.",
+                "보안 토큰이 만료되었거나 올바르지 않습니다. "
+                "페이지를 새로고침한 뒤 다시 시도해주세요.",
                 400,
             )
         code, message = HTTP_MESSAGES.get(status, (exc.name.upper().replace(" ", "_"), exc.name))

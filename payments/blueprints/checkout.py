@@ -40,7 +40,10 @@ def page(order_id: str) -> Response | str:
 
 @bp.get("/success")
 def success() -> Response:
-    """Confirm server-side, then redirect (PRG) to the order page; a refresh never confirms twice."""
+    """Confirm server-side, then redirect (PRG) to the order page.
+
+    A refresh or second tab never confirms twice: the service returns the stored result.
+    """
     req = parse_confirm_request(request.args)
     try:
         order = confirm_payment(req, Source.REDIRECT)

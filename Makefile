@@ -1,0 +1,33 @@
+# Two entry points a newcomer needs: `make run` (site on the sandbox + SQLite, seeded) and
+# `make test` (the whole suite; .ci/run calls exactly this).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test install lint
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/flask --app app db upgrade
+	$(BIN)/flask --app app seed
+	$(BIN)/flask --app app run --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	scripts/ensure-chromium
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
