@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .errors import ServiceError, invalid
 from .extensions import db
@@ -60,10 +61,8 @@ def transition(
         db.session.expire(order)
         return False
     for name, value in fields.items():
-        set_committed = getattr(type(order), name, None)
-        if set_committed is not None:
-            # Mirror the UPDATE in memory without marking the object dirty.
-            order.__dict__[name] = value
+        # Mirror the UPDATE in memory without marking the object dirty.
+        set_committed_value(order, name, value)
     db.session.add(
         AuditEntry(
             order_pk=order.id,
