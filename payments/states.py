@@ -69,3 +69,27 @@ class Source(StrEnum):
     WORKER = "worker"
     RECONCILE = "reconcile"
     ADMIN = "admin"
+
+
+def path(src: OrderStatus | str, dst: OrderStatus | str) -> list[OrderStatus]:
+    """The shortest chain of allowed moves from `src` to `dst` (excluding `src`); [] if none.
+
+    Lets one Toss answer move an order several steps (CONFIRMING → PAID → REFUNDED) while every
+    step still passes the table and gets its own audit row.
+    """
+    start, goal = OrderStatus(src), OrderStatus(dst)
+    if start is goal:
+        return []
+    frontier: list[list[OrderStatus]] = [[start]]
+    seen = {start}
+    while frontier:
+        nxt: list[list[OrderStatus]] = []
+        for chain in frontier:
+            for step in sorted(ALLOWED[chain[-1]]):
+                if step is goal:
+                    return chain[1:] + [step]
+                if step not in seen:
+                    seen.add(step)
+                    nxt.append(chain + [step])
+        frontier = nxt
+    return []

@@ -491,7 +491,7 @@ def test_failed_commit_after_confirm_is_finished_by_lookup(
     amount: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import payments.checkout as service
+    import payments.sync as service
 
     toss.post(CONFIRM, json=payment_json(order_id, amount))
     real_store = service._store_payment

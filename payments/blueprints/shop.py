@@ -8,12 +8,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from .. import checkout as checkout_service
 from ..errors import ServiceError
 from ..extensions import db
 from ..models import Product
 from ..orders import cart_lines, change_cart, create_order, find_order
 from ..states import OrderStatus, Source
+from ..sync import settle_by_lookup
 from ..web import can_view, customer_key, remember_order
 
 bp = Blueprint("shop", __name__)
@@ -80,6 +80,6 @@ def order(order_id: str) -> str:
         abort(404)
     if found.status == OrderStatus.NEEDS_RECONCILE:
         # The self-refreshing "결제 확인 중" page asks Toss again on each visit.
-        checkout_service.settle_by_lookup(found, Source.REDIRECT)
+        settle_by_lookup(found, Source.REDIRECT)
     ctx: dict[str, Any] = {"order": found, "payment": found.payment}
     return render_template("shop/order.html", **ctx)
