@@ -38,13 +38,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from .blueprints.api import bp as api_bp
     from .blueprints.checkout import bp as checkout_bp
+    from .blueprints.hooks import bp as hooks_bp
     from .blueprints.shop import bp as shop_bp
     from .web import register_web
 
     app.register_blueprint(shop_bp)
     app.register_blueprint(checkout_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(hooks_bp)
+    # Checked against the stored order and Toss (api) or re-checked with Toss (hooks) instead.
     csrf.exempt(api_bp)
+    csrf.exempt(hooks_bp)
+    if app.config["WEBHOOK_WORKER_EMBEDDED"]:
+        from .webhooks import start_embedded_worker
+
+        app.before_request(lambda: start_embedded_worker(app))
     register_web(app)
 
     from .cli import register_cli

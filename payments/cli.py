@@ -1,9 +1,13 @@
-"""Commands: `flask seed`, `flask admin hash-password` (more arrive with the worker)."""
+"""Commands: seed, admin hash-password, payments worker / reconcile / replay-webhooks."""
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import click
-from flask import Flask
+from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
@@ -68,3 +72,57 @@ def register_cli(app: Flask) -> None:
         click.echo(generate_password_hash(password))
 
     app.cli.add_command(admin)
+    app.cli.add_command(payments_group)
+
+
+payments_group = click.Group("payments", help="Webhook worker and reconciliation.")
+
+
+@payments_group.command("worker")
+@click.option("--once", is_flag=True, help="Process what is due, then exit.")
+@click.option("--poll", default=1.0, show_default=True, help="Seconds between empty polls.")
+@with_appcontext
+def worker(once: bool, poll: float) -> None:
+    """Process the webhook inbox; many may run at once against PostgreSQL."""
+    from .webhooks import run_once, work, worker_name
+
+    if once:
+        total = 0
+        while handled := run_once(worker_name()):
+            total += handled
+        click.echo(f"processed {total} webhook event(s)")
+        return
+    stop = threading.Event()
+    # SIGTERM/SIGINT finish the event in hand, then exit.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    work(current_app._get_current_object(), stop, poll)  # type: ignore[attr-defined]
+
+
+@payments_group.command("reconcile")
+@with_appcontext
+def reconcile_cmd() -> None:
+    """Settle unknown outcomes, expire stale orders and overdue deposits, prune old bodies."""
+    from .reconcile import reconcile
+
+    report = reconcile()
+    click.echo(
+        f"settled {sum(report.settled.values())} {report.settled}, expired {report.expired}, "
+        f"still unknown {report.still_unknown}, webhook bodies pruned {report.pruned}"
+    )
+
+
+@payments_group.command("replay-webhooks")
+@click.option("--failed", is_flag=True, help="Queue every FAILED event again.")
+@click.option("--id", "event_id", type=int, help="Queue one event again.")
+@with_appcontext
+def replay_webhooks(failed: bool, event_id: int | None) -> None:
+    """Queue webhook events for processing again."""
+    from .webhooks import replay
+
+    if not failed and event_id is None:
+        raise click.UsageError("give --failed or --id N")
+    count = replay(event_id=event_id, failed=failed)
+    if event_id is not None and count == 0:
+        raise click.ClickException(f"no webhook event {event_id} (or it is being processed)")
+    click.echo(f"queued {count} webhook event(s)")

@@ -91,6 +91,16 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _embedded_default(env: Mapping[str, str], app_env: str) -> bool:
+    raw = env.get("WEBHOOK_WORKER_EMBEDDED")
+    if raw is None or raw.strip() == "":
+        return app_env == "development"
+    flag = raw.strip().lower()
+    if flag not in ("0", "1", "true", "false"):
+        raise ConfigError(f"WEBHOOK_WORKER_EMBEDDED must be 1 or 0, got {raw!r}")
+    return flag in ("1", "true")
+
+
 def key_parts(key: str) -> tuple[str, str]:
     """(mode, family) of a Toss key, e.g. ("test", "gck"); ConfigError if it is not key-shaped."""
     m = _KEY_RE.match(key)
@@ -240,6 +250,12 @@ def load_config(
         "PUBLIC_BASE_URL": public_base or None,
         "ADMIN_PASSWORD_HASH": env.get("ADMIN_PASSWORD_HASH", "").strip() or None,
         "ORDER_LINK_MAX_AGE": _int(env, "ORDER_LINK_MAX_AGE", 60 * 60 * 24 * 30, 60),
+        # Unpaid orders expire (via `flask payments reconcile`) this long after creation.
+        "ORDER_PAYABLE_MINUTES": _int(env, "ORDER_PAYABLE_MINUTES", 60, 31),
+        "WEBHOOK_RETENTION_DAYS": _int(env, "WEBHOOK_RETENTION_DAYS", 30, 1),
+        # A webhook worker thread inside each web process; the default for the one-command
+        # development setup. Production runs `flask payments worker` beside the web servers.
+        "WEBHOOK_WORKER_EMBEDDED": _embedded_default(env, app_env),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

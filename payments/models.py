@@ -180,4 +180,36 @@ class AuditEntry(db.Model):  # type: ignore[name-defined]
     order: Mapped[Order] = relationship(back_populates="audit")
 
 
-__all__ = ["AuditEntry", "Order", "OrderLine", "Payment", "Product", "utcnow"]
+class WebhookEvent(db.Model):  # type: ignore[name-defined]
+    """The durable inbox: every accepted webhook, then what the worker made of it."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('PENDING','PROCESSING','DONE','IGNORED','REJECTED','FAILED')",
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Transmission id when Toss sent one, else a hash of the body: a retry or a duplicate
+    # delivery of the same event lands on this unique key and is stored once.
+    dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    transmission_id: Mapped[str | None] = mapped_column(String(100))
+    transmission_time: Mapped[str | None] = mapped_column(String(40))
+    retried_count: Mapped[int] = mapped_column(Integer, default=0)
+    order_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    payment_key: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str | None] = mapped_column(Text)  # pruned after the retention period
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked_by: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    result: Mapped[str | None] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
