@@ -253,6 +253,8 @@ def load_config(
         # Unpaid orders expire (via `flask payments reconcile`) this long after creation.
         "ORDER_PAYABLE_MINUTES": _int(env, "ORDER_PAYABLE_MINUTES", 60, 31),
         "WEBHOOK_RETENTION_DAYS": _int(env, "WEBHOOK_RETENTION_DAYS", 30, 1),
+        # How long a worker owns a claimed event; a worker that dies leaves it due again after.
+        "WEBHOOK_LEASE_SECONDS": _int(env, "WEBHOOK_LEASE_SECONDS", 120, 1),
         # A webhook worker thread inside each web process; the default for the one-command
         # development setup. Production runs `flask payments worker` beside the web servers.
         "WEBHOOK_WORKER_EMBEDDED": _embedded_default(env, app_env),

@@ -97,20 +97,21 @@ def apply_payment(
         return
 
     steps = path(current, target)
-    previous_balance = order.payment.balance_amount if order.payment else None
     if not steps and current is not target:
         logger.info(
             "stale or impossible status ignored",
             extra={"order_id": order.order_id, "from": current, "toss_status": payment.status},
         )
         return
-    _store_payment(order, payment)
     if (
         current is target is S.PARTIALLY_REFUNDED
-        and previous_balance != order.payment.balance_amount  # type: ignore[union-attr]
+        and order.payment is not None
+        and order.payment.balance_amount != payment.balance_amount
     ):
         # Another partial cancel: same status, new balance, still worth a timeline row.
         steps = [current]
+    # The conditional transitions decide a race first (redirect vs webhook vs reconcile); only
+    # the winner, or a writer refreshing an order already there, records the payment.
     for step in steps:
         moved = transition(
             order,
@@ -124,6 +125,7 @@ def apply_payment(
         )
         if not moved:
             return  # someone else moved it meanwhile; their write stands
+    _store_payment(order, payment)
 
 
 def _store_payment(order: Order, p: TossPayment) -> Payment:

@@ -42,7 +42,6 @@ SIGNED_KINDS = frozenset({"payout.changed", "seller.changed"})
 PAYMENT_KINDS = frozenset({"PAYMENT_STATUS_CHANGED", "CANCEL_STATUS_CHANGED"})
 # Backoff between processing attempts (seconds); after the last one the event parks as FAILED.
 RETRY_DELAYS = (10, 60, 300, 1800, 7200)
-LEASE = timedelta(seconds=120)
 _TID_RE = re.compile(r"^[\x21-\x7e]{1,100}$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,200}$")
 
@@ -185,6 +184,7 @@ def claim(worker_id: str, limit: int = 10, now: datetime | None = None) -> list[
     An event whose lease expired (its worker died) is due again.
     """
     now = now or utcnow()
+    lease = timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"])
     due = or_(
         (WebhookEvent.status == "PENDING") & (WebhookEvent.next_attempt_at <= now),
         (WebhookEvent.status == "PROCESSING") & (WebhookEvent.locked_until < now),
@@ -206,7 +206,7 @@ def claim(worker_id: str, limit: int = 10, now: datetime | None = None) -> list[
             .values(
                 status="PROCESSING",
                 locked_by=worker_id,
-                locked_until=now + LEASE,
+                locked_until=now + lease,
                 attempts=WebhookEvent.attempts + 1,
             )
             .execution_options(synchronize_session=False)

@@ -1,0 +1,257 @@
+"""The webhook worker under failure: SIGKILL mid-event, and a race with the success redirect."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from flask import Flask
+from flask.testing import FlaskClient
+
+from payments.extensions import db
+from payments.models import AuditEntry, Order, WebhookEvent
+from payments.webhooks import run_once
+from tests.conftest import CONFIRM_URL, SECRET_KEY, TOSS, make_app, payment_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def paid_transitions(app: Flask, order_id: str) -> int:
+    with app.app_context():
+        order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
+        return int(
+            db.session.scalar(
+                db.select(db.func.count())
+                .select_from(AuditEntry)
+                .filter_by(order_pk=order.id, to_status="PAID")
+            )
+        )
+
+
+def status_changed(
+    order_id: str, amount: int, payment_key: str, tid: str
+) -> tuple[bytes, dict[str, str]]:
+    body = {
+        "eventType": "PAYMENT_STATUS_CHANGED",
+        "createdAt": "2026-11-22T10:00:06.000000",
+        "data": payment_json(order_id, amount, payment_key),
+    }
+    headers = {
+        "Content-Type": "application/json",
+        "tosspayments-webhook-transmission-id": tid,
+        "tosspayments-webhook-transmission-time": "2026-11-22T10:00:06+09:00",
+        "tosspayments-webhook-transmission-retried-count": "0",
+    }
+    return json.dumps(body).encode(), headers
+
+
+class SlowToss:
+    """A fake Toss on loopback whose first payment lookup hangs (the worker is killed there)."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer = answer
+        self.lookups = 0
+        self.first_arrived = threading.Event()
+        release = self.release = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 — http.server's naming
+                outer.lookups += 1
+                if outer.lookups == 1:
+                    outer.first_arrived.set()
+                    release.wait(30)
+                body = json.dumps(outer.answer).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the worker that asked is dead
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+
+
+@pytest.fixture
+def slow_toss() -> Iterator[Callable[[dict[str, Any]], SlowToss]]:
+    made: list[SlowToss] = []
+
+    def make(answer: dict[str, Any]) -> SlowToss:
+        made.append(SlowToss(answer))
+        return made[-1]
+
+    yield make
+    for fake in made:
+        fake.close()
+
+
+def worker_process(database_url: str, toss_base: str, *args: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "DATABASE_URL": database_url,
+        "TOSS_CLIENT_KEY": "test_gck_sandbox",
+        "TOSS_SECRET_KEY": SECRET_KEY,
+        "TOSS_SANDBOX": "0",
+        "TOSS_API_BASE": toss_base,
+        "TOSS_MAX_RETRIES": "0",
+        "WEBHOOK_LEASE_SECONDS": "2",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "app",
+            "payments",
+            "worker",
+            "--poll",
+            "0.2",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_worker_killed_mid_event_is_processed_once_after_restart(
+    database_url: str, slow_toss: Callable[[dict[str, Any]], SlowToss], toss: responses.RequestsMock
+) -> None:
+    app = make_app(database_url)
+    with app.app_context():
+        from payments.cli import seed_catalog
+
+        seed_catalog()
+    client = app.test_client()
+    client.post("/cart", data={"product_id": "1", "quantity": "1"})
+    order_id = client.post("/orders").headers["Location"].rsplit("/", 1)[-1]
+    with app.app_context():
+        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
+    answer = payment_json(order_id, amount, "tpk_killed_0001")
+    fake = slow_toss(answer)
+    toss.add_passthru(fake.base)
+    raw, headers = status_changed(order_id, amount, "tpk_killed_0001", "whtrans_kill_0001")
+    assert client.post("/api/payment/webhook", data=raw, headers=headers).status_code == 200
+
+    first = worker_process(database_url, fake.base)
+    try:
+        assert fake.first_arrived.wait(30), first.stdout.read() if first.stdout else ""
+        with app.app_context():
+            event = db.session.scalars(db.select(WebhookEvent)).one()
+            assert (event.status, event.attempts) == ("PROCESSING", 1)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    with app.app_context():
+        event = db.session.scalars(db.select(WebhookEvent)).one()
+        assert event.status == "PROCESSING"  # held by a dead worker until its lease ends
+        assert (
+            db.session.execute(db.select(Order.status).filter_by(order_id=order_id)).scalar()
+            == "PENDING"
+        )
+
+    second = worker_process(database_url, fake.base)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with app.app_context():
+                event = db.session.scalars(db.select(WebhookEvent)).one()
+                if event.status == "DONE":
+                    break
+            time.sleep(0.2)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0  # graceful stop
+    finally:
+        if second.poll() is None:
+            second.kill()
+
+    with app.app_context():
+        event = db.session.scalars(db.select(WebhookEvent)).one()
+        assert (event.status, event.attempts) == ("DONE", 2)
+        status = db.session.execute(db.select(Order.status).filter_by(order_id=order_id)).scalar()
+        assert status == "PAID"
+    assert paid_transitions(app, order_id) == 1
+    assert fake.lookups == 2
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_success_redirect_and_webhook_race_to_one_paid_transition(
+    app: Flask,
+    client: FlaskClient,
+    toss: responses.RequestsMock,
+    place_order: Callable[..., str],
+    round_: int,
+) -> None:
+    order_id = place_order()
+    with app.app_context():
+        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
+    key = f"tpk_race_{round_:04d}"
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount, key))
+    toss.get(f"{TOSS}/v1/payments/{key}", json=payment_json(order_id, amount, key))
+    raw, headers = status_changed(order_id, amount, key, f"whtrans_race_{round_}")
+    barrier = threading.Barrier(2)
+    results: dict[str, Any] = {}
+
+    def redirect() -> None:
+        barrier.wait()
+        results["redirect"] = client.get(
+            f"/checkout/success?paymentType=NORMAL&orderId={order_id}&paymentKey={key}&amount={amount}"
+        ).status_code
+
+    def webhook() -> None:
+        hook_client = app.test_client()
+        barrier.wait()
+        results["ack"] = hook_client.post(
+            "/api/payment/webhook", data=raw, headers=headers
+        ).status_code
+        with app.app_context():
+            results["processed"] = run_once("race-worker")
+
+    threads = [threading.Thread(target=redirect), threading.Thread(target=webhook)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert results == {"redirect": 303, "ack": 200, "processed": 1}
+    assert paid_transitions(app, order_id) == 1
+    with app.app_context():
+        status = db.session.execute(db.select(Order.status).filter_by(order_id=order_id)).scalar()
+        assert status == "PAID"
+        events = db.session.execute(db.select(WebhookEvent.status, WebhookEvent.last_error)).all()
+        assert [tuple(e) for e in events] == [("DONE", None)]
