@@ -168,9 +168,10 @@ def main() -> int:
                         },
                     }
                 )
+                tid = f"whtrans_{n}_{i}_{uuid.uuid4().hex[:6]}"
                 headers = {
                     "Content-Type": "application/json",
-                    "tosspayments-webhook-transmission-id": f"whtrans_{n}_{i}_{uuid.uuid4().hex[:6]}",
+                    "tosspayments-webhook-transmission-id": tid,
                     "tosspayments-webhook-transmission-time": "2026-11-22T10:00:00+09:00",
                 }
                 t0 = time.perf_counter()
