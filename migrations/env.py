@@ -11,7 +11,8 @@ config = context.config
 
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# Keep the application's loggers alive when migrations run inside a process (tests, CLI).
+fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 
@@ -38,6 +39,11 @@ target_db = current_app.extensions['migrate'].db
 # can be acquired:
 # my_important_option = config.get_main_option("my_important_option")
 # ... etc.
+
+
+# The sandbox's tables are created by every deployment's migrations; import their models so
+# autogenerate sees them even when the sandbox is off (else it would propose dropping them).
+import payments.sandbox.models  # noqa: E402,F401
 
 
 def get_metadata():

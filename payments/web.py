@@ -69,7 +69,7 @@ def public_url(endpoint: str, **values: Any) -> str:
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path.startswith("/sandbox/v1/")
+    return request.path.startswith(("/api/", "/sandbox/v1/", "/sandbox/api/"))
 
 
 def error_response(code: str, message: str, status: int) -> tuple[Response | str, int]:

@@ -62,7 +62,9 @@ def update_cart() -> Response | tuple[str, int]:
             "remove": "상품을 뺐습니다.",
         }[action]
     )
-    return redirect(url_for("shop.cart"), 303)
+    # Adding from the catalog keeps the shopper browsing; everything else shows the cart.
+    back = "shop.catalog" if request.form.get("return_to") == "catalog" else "shop.cart"
+    return redirect(url_for(back), 303)
 
 
 @bp.post("/orders")

@@ -6,9 +6,9 @@ import re
 import secrets
 import string
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
@@ -63,11 +63,10 @@ class Clock:
 
 @dataclass
 class Sandbox:
-    """What `init_app` stores in `app.extensions["sandbox"]`."""
+    """What `init_app` stores in `app.extensions["sandbox"]`: its clock and webhook sender."""
 
     clock: Clock
-    worker: WebhookWorker | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    worker: WebhookWorker
 
     def now(self) -> datetime:
         """Shortcut for `clock.now()`."""
@@ -89,7 +88,7 @@ def now() -> datetime:
     return sandbox_state().clock.now()
 
 
-# -- errors -----------------------------------------------------------------------------------
+# -- errors ----------------------------------------------------------------------------------------
 
 # Toss's codes with the status it answers them with and a Korean message in its style.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -157,8 +156,14 @@ ERRORS: dict[str, tuple[int, str]] = {
         500,
         "내부 시스템 처리 작업이 실패했습니다. 잠시 후 다시 시도해주세요.",
     ),
-    "UNKNOWN_PAYMENT_ERROR": (500, "결제에 실패했어요. 같은 문제가 반복된다면 은행이나 카드사로 문의해주세요."),
-    "FAILED_REFUND_PROCESS": (500, "은행 응답시간 지연이나 일시적인 오류로 환불요청에 실패했습니다."),
+    "UNKNOWN_PAYMENT_ERROR": (
+        500,
+        "결제에 실패했어요. 같은 문제가 반복된다면 은행이나 카드사로 문의해주세요.",
+    ),
+    "FAILED_REFUND_PROCESS": (
+        500,
+        "은행 응답시간 지연이나 일시적인 오류로 환불요청에 실패했습니다.",
+    ),
     # Window (redirect) codes: only ever in a failUrl.
     "PAY_PROCESS_CANCELED": (400, "사용자에 의해 결제가 취소되었습니다."),
     "PAY_PROCESS_ABORTED": (400, "결제 진행 중 승인에 실패하여 결제가 중단되었습니다."),
@@ -196,7 +201,7 @@ class SandboxError(Exception):
         return {"code": self.code, "message": self.message}
 
 
-# -- ids and times ------------------------------------------------------------------------------
+# -- ids and times ---------------------------------------------------------------------------------
 
 
 def _random(alphabet: str, n: int) -> str:
@@ -244,3 +249,59 @@ def vat_of(total: int, tax_free: int) -> int:
     """round((total − taxFree) / 11), half up, in integers (no float drift on large sums)."""
     taxable = total - tax_free
     return (2 * taxable + 11) // 22
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+_KEY_RE = re.compile(r"^(test|live)_(gck|gsk|ck|sk)_([A-Za-z0-9_]+)$")
+
+
+@dataclass(frozen=True)
+class MerchantKeys:
+    """The sandbox merchant's two key pairs: widget (gck/gsk) and API (ck/sk).
+
+    Both authenticate, as at Toss; the API pair exists so the classic mistake (confirming a
+    widget payment with an API secret key) can be reproduced.
+    """
+
+    widget_client: str
+    widget_secret: str
+    api_client: str
+    api_secret: str
+
+    def secret_family(self, key: str) -> str | None:
+        """ "gsk" or "sk" for this merchant's secret keys; None for anything else."""
+        if secrets.compare_digest(key.encode(), self.widget_secret.encode()):
+            return "gsk"
+        if secrets.compare_digest(key.encode(), self.api_secret.encode()):
+            return "sk"
+        return None
+
+    def client_family(self, key: str) -> str | None:
+        """ "gck" or "ck" for this merchant's client keys; None for anything else."""
+        if key == self.widget_client:
+            return "gck"
+        if key == self.api_client:
+            return "ck"
+        return None
+
+
+def _sibling(key: str, family: str) -> str:
+    m = _KEY_RE.match(key)
+    if not m:
+        return key
+    return f"{m.group(1)}_{family}_{m.group(3)}"
+
+
+def merchant_keys(app: Flask | None = None) -> MerchantKeys:
+    """Keys the sandbox accepts: TOSS_CLIENT_KEY/TOSS_SECRET_KEY and their other-family twins
+    (test_gck_X ↔ test_ck_X, test_gsk_X ↔ test_sk_X) unless SANDBOX_API_*_KEY say otherwise."""
+    cfg = (app or current_app).config
+    client = cfg.get("TOSS_CLIENT_KEY") or "test_gck_sandbox"
+    secret = cfg.get("TOSS_SECRET_KEY") or "test_gsk_sandbox"
+    return MerchantKeys(
+        widget_client=_sibling(client, "gck"),
+        widget_secret=_sibling(secret, "gsk"),
+        api_client=cfg.get("SANDBOX_API_CLIENT_KEY") or _sibling(client, "ck"),
+        api_secret=cfg.get("SANDBOX_API_SECRET_KEY") or _sibling(secret, "sk"),
+    )

@@ -155,9 +155,7 @@ class SandboxIdempotencyKey(db.Model):  # type: ignore[name-defined]
     work runs, so a concurrent repeat in any worker sees it; then the answer to replay."""
 
     __tablename__ = "sandbox_idempotency_keys"
-    __table_args__ = (
-        CheckConstraint("state IN ('PROCESSING','DONE')", name="state_known"),
-    )
+    __table_args__ = (CheckConstraint("state IN ('PROCESSING','DONE')", name="state_known"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # sha256 of (key, secret key, method, URL): the body is deliberately not part of it.

@@ -2,16 +2,19 @@
 
 The app reaches its embedded sandbox through the very same TossClient code it uses for Toss,
 without a socket: under a single sync gunicorn worker, calling our own port would deadlock.
+A read timeout is honoured like a socket's (the app runs in a helper thread and the caller gets
+`requests.ReadTimeout` while the work goes on), so slow answers behave as they do over HTTP.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from requests import PreparedRequest, Response
+from requests import PreparedRequest, ReadTimeout, Response
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
@@ -19,6 +22,8 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class WSGITransport(BaseAdapter):
+    """Mount on a `requests.Session` for an origin: its requests go to `app`, in-process."""
+
     def __init__(self, app: WSGIApp) -> None:
         super().__init__()
         self.app = app
@@ -65,13 +70,20 @@ class WSGITransport(BaseAdapter):
             status_headers["headers"] = headers
             return lambda _chunk: None
 
-        chunks = self.app(environ, start_response)
-        try:
-            content = b"".join(chunks)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close:
-                close()
+        def call() -> bytes:
+            chunks = self.app(environ, start_response)
+            try:
+                return b"".join(chunks)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close:
+                    close()
+
+        read_timeout = _read_timeout(timeout)
+        if read_timeout is None:
+            content = call()
+        else:
+            content = _call_with_timeout(call, read_timeout, request)
 
         resp = Response()
         resp.status_code = int(status_headers["status"].split(" ", 1)[0])
@@ -88,6 +100,35 @@ class WSGITransport(BaseAdapter):
 
     def close(self) -> None:
         pass
+
+
+def _read_timeout(timeout: Any) -> float | None:
+    if isinstance(timeout, tuple):
+        timeout = timeout[1] if len(timeout) > 1 else None
+    return float(timeout) if timeout is not None else None
+
+
+def _call_with_timeout(
+    call: Callable[[], bytes], seconds: float, request: PreparedRequest
+) -> bytes:
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["content"] = call()
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    # A fresh thread has no Flask context of ours: the app pushes its own, as under a server.
+    worker = threading.Thread(target=run, name="wsgi-transport", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise ReadTimeout(f"in-process read timed out after {seconds} s", request=request)
+    if "error" in box:
+        raise box["error"]
+    content: bytes = box["content"]
+    return content
 
 
 def _headers(pairs: Iterable[tuple[str, str]]) -> Mapping[str, str]:

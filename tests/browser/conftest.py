@@ -57,6 +57,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         TOSS_SANDBOX="1",
         TOSS_API_BASE="",
         WTF_CSRF_ENABLED=True,
+        # As in `make run`: the sandbox sends webhooks in-process, a worker thread applies them.
+        WEBHOOK_WORKER_EMBEDDED="1",
     )
     with app.app_context():
         seed_catalog()

@@ -1,0 +1,138 @@
+"""Idempotency-Key, as Toss applies it to every POST.
+
+Identity = (key, secret key, method, URL); the body is not part of it, so a reused key replays
+the first answer even for another payment. The key's row is inserted (PROCESSING) under a unique
+constraint before the work runs: a repeat in any worker meanwhile gets 409
+IDEMPOTENT_REQUEST_PROCESSING. Answers below 500 are kept 15 days and replayed byte for byte;
+a 5xx releases the key so the retry Toss asks for can do the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from flask import Response, current_app
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from .core import IDEMPOTENCY_TTL, MAX_IDEMPOTENCY_KEY, SandboxError, now
+from .models import SandboxIdempotencyKey
+
+logger = logging.getLogger(__name__)
+
+# A PROCESSING row older than this belongs to a request that died: the key is free again.
+DEFAULT_PROCESSING_TIMEOUT = 120.0
+
+
+def check_key(key: str | None) -> None:
+    """400 INVALID_IDEMPOTENCY_KEY for a key Toss would refuse."""
+    if key is not None and (key == "" or len(key) > MAX_IDEMPOTENCY_KEY):
+        raise SandboxError("INVALID_IDEMPOTENCY_KEY")
+
+
+def identity(key: str, secret_key: str, method: str, url: str) -> str:
+    """The stored identity: a digest, so neither the key nor the secret key is kept in clear."""
+    raw = "\n".join((key, secret_key, method.upper(), url))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _processing_timeout() -> timedelta:
+    seconds = current_app.config.get("SANDBOX_IDEMPOTENCY_PROCESSING_TIMEOUT")
+    return timedelta(seconds=float(seconds or DEFAULT_PROCESSING_TIMEOUT))
+
+
+def run(
+    key: str | None, secret_key: str, method: str, url: str, work: Callable[[], Response]
+) -> Response:
+    """Run `work` at most once per identity; replay or 409 for repeats."""
+    if key is None:
+        return work()
+    check_key(key)
+    ident = identity(key, secret_key, method, url)
+    reserved = _reserve(ident)
+    if isinstance(reserved, Response):
+        return reserved  # the first answer, replayed
+    row_id = reserved
+    try:
+        response = work()
+    except SandboxError as exc:
+        response = _json_response(exc.status, exc.body())
+    except BaseException:
+        _release(row_id)
+        raise
+    if response.status_code >= 500:
+        _release(row_id)
+    else:
+        db.session.rollback()  # whatever the work left open is not ours to commit
+        db.session.execute(
+            update(SandboxIdempotencyKey)
+            .where(SandboxIdempotencyKey.id == row_id)
+            .values(
+                state="DONE",
+                response_status=response.status_code,
+                response_body=response.get_data(as_text=True),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+    return response
+
+
+def _reserve(ident: str) -> int | Response:
+    for _ in range(5):
+        t = now()
+        row = SandboxIdempotencyKey(
+            identity=ident, state="PROCESSING", created_at=t, expires_at=t + IDEMPOTENCY_TTL
+        )
+        db.session.add(row)
+        try:
+            db.session.commit()
+            return row.id
+        except IntegrityError:
+            db.session.rollback()
+        existing = db.session.scalar(
+            select(SandboxIdempotencyKey).where(SandboxIdempotencyKey.identity == ident)
+        )
+        db.session.commit()
+        if existing is None:
+            continue  # released between our insert and our read
+        if _stale(existing, t):
+            db.session.execute(
+                delete(SandboxIdempotencyKey).where(
+                    SandboxIdempotencyKey.id == existing.id,
+                    SandboxIdempotencyKey.created_at == existing.created_at,
+                )
+            )
+            db.session.commit()
+            continue
+        if existing.state == "PROCESSING":
+            raise SandboxError("IDEMPOTENT_REQUEST_PROCESSING")
+        return Response(
+            existing.response_body or "",
+            status=existing.response_status or 200,
+            mimetype="application/json",
+        )
+    raise SandboxError("IDEMPOTENT_REQUEST_PROCESSING")
+
+
+def _stale(row: SandboxIdempotencyKey, t: datetime) -> bool:
+    if row.expires_at <= t:
+        return True
+    return row.state == "PROCESSING" and row.created_at + _processing_timeout() <= t
+
+
+def _release(row_id: int) -> None:
+    db.session.rollback()
+    db.session.execute(delete(SandboxIdempotencyKey).where(SandboxIdempotencyKey.id == row_id))
+    db.session.commit()
+
+
+def _json_response(status: int, body: object) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+    )

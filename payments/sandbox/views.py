@@ -1,0 +1,217 @@
+"""The browser side of the sandbox (widget script, payment window, receipt) and the test helpers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from ..extensions import db
+from . import service
+from .api import json_response
+from .core import KST, SandboxError, sandbox_state
+from .models import IN_PROGRESS, READY, SandboxPayment
+
+logger = logging.getLogger(__name__)
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STATIC_DIR = os.path.join(_ROOT, "static", "sandbox")
+TEMPLATE_DIR = os.path.join(_ROOT, "templates")
+
+bp = Blueprint(
+    "sandbox",
+    __name__,
+    url_prefix="/sandbox",
+    static_folder=STATIC_DIR,
+    static_url_path="/static",
+    template_folder=TEMPLATE_DIR,
+)
+
+# Pages a browser shows; everything else under /sandbox answers JSON.
+_HTML_PREFIXES = ("/sandbox/window/", "/sandbox/receipt/")
+
+
+def won(amount: int) -> str:
+    """103000 → "103,000원"."""
+    return f"{amount:,}원"
+
+
+def _wants_html() -> bool:
+    return request.path.startswith(_HTML_PREFIXES)
+
+
+def _cors(response: Response) -> Response:
+    # The widget script may be served to a shop on another origin (stand-alone sandbox).
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+    response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    response = Response(render_template(template, won=won, **context), status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.after_request
+def _kick_webhooks(response: Response) -> Response:
+    sandbox_state().worker.kick()
+    return response
+
+
+@bp.errorhandler(SandboxError)
+def _sandbox_error(exc: SandboxError) -> Response:
+    db.session.rollback()
+    if _wants_html():
+        return _page("sandbox/message.html", exc.status, title=exc.code, message=exc.message)
+    response = json_response(exc.body(), exc.status)
+    return _cors(response) if request.path == "/sandbox/widget/sessions" else response
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    message = exc.description or exc.name
+    if _wants_html():
+        return _page("sandbox/message.html", status, title=exc.name, message=message)
+    return json_response({"code": "INVALID_REQUEST", "message": message}, status)
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    db.session.rollback()
+    logger.exception("sandbox error", extra={"path": request.path})
+    err = SandboxError("FAILED_INTERNAL_SYSTEM_PROCESSING")
+    if _wants_html():
+        return _page("sandbox/message.html", 500, title=err.code, message=err.message)
+    return json_response(err.body(), err.status)
+
+
+def _json_body() -> dict[str, Any]:
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise SandboxError("INVALID_REQUEST", "JSON 객체 본문이 필요합니다.")
+    return data
+
+
+def _origin() -> str:
+    return request.host_url.rstrip("/")
+
+
+# -- widget stand-in -------------------------------------------------------------------------------
+
+
+@bp.get("/widget/v2/standard")
+def widget_script() -> Response:
+    """The stand-in for https://js.tosspayments.com/v2/standard."""
+    response = send_from_directory(
+        STATIC_DIR, "widget.js", mimetype="application/javascript", max_age=0
+    )
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.route("/widget/sessions", methods=["POST", "OPTIONS"])
+def widget_session() -> Response:
+    """requestPayment registers the window here, then navigates to `windowUrl`."""
+    if request.method == "OPTIONS":
+        return _cors(Response(status=204))
+    data = {k: v for k, v in _json_body().items() if k != "scenario"}
+    payment = service.create_session(service.parse_session_request(data), _origin())
+    window_url = url_for("sandbox.window", token=payment.session_token, _external=True)
+    return _cors(json_response({"windowUrl": window_url}, 201))
+
+
+# -- payment window --------------------------------------------------------------------------------
+
+
+def _session_or_404(token: str) -> SandboxPayment:
+    payment = service.find_session(token)
+    if payment is None:
+        raise SandboxError("NOT_FOUND_PAYMENT_SESSION")
+    return payment
+
+
+@bp.get("/window/<token>")
+def window(token: str) -> Response:
+    """The payment window: order, amount and one button per outcome."""
+    payment = _session_or_404(token)
+    service.refresh_deadlines(payment)
+    return _page(
+        "sandbox/window.html",
+        payment=payment,
+        open=payment.status == READY,
+        scenarios=service.SCENARIOS,
+        hints=service.SCENARIO_HINTS,
+        method_label=service.METHOD_LABELS.get(payment.method, "카드"),
+        expires_at=payment.window_expires_at.astimezone(KST).strftime("%Y-%m-%d %H:%M"),
+    )
+
+
+@bp.post("/window/<token>")
+def window_submit(token: str) -> Response:
+    """The shopper picked an outcome: back to the shop's successUrl or failUrl."""
+    payment = _session_or_404(token)
+    scenario = request.form.get("scenario", "")
+    target = service.finish_session(payment, scenario)
+    return redirect(target, 303)  # type: ignore[return-value]
+
+
+@bp.get("/receipt/<payment_key>")
+def receipt(payment_key: str) -> Response:
+    payment = service.find_payment(payment_key)
+    if payment is None or payment.status in (READY, IN_PROGRESS):
+        raise SandboxError("NOT_FOUND_PAYMENT")
+    return _page(
+        "sandbox/receipt.html",
+        payment=payment,
+        data=service.payment_json(payment),
+        method_label=service.METHOD_LABELS.get(payment.method, "카드"),
+    )
+
+
+# -- test helpers (CONTRACT.md) --------------------------------------------------------------------
+
+
+@bp.post("/api/sessions")
+def api_session() -> Response:
+    """What the widget + window do for a shopper who picks `scenario` → {"redirectUrl"}."""
+    data = _json_body()
+    data.setdefault("scenario", "approve")
+    req = service.parse_session_request(data)
+    payment = service.create_session(req, _origin())
+    return json_response(
+        {"redirectUrl": service.finish_session(payment, req.scenario or "approve")}
+    )
+
+
+@bp.post("/api/virtual-accounts/<order_id>/deposit")
+def api_deposit(order_id: str) -> Response:
+    """The buyer pays the virtual account: WAITING_FOR_DEPOSIT → DONE, with webhooks."""
+    body = request.get_json(force=True, silent=True)
+    return json_response(service.deposit(order_id, body))
+
+
+@bp.get("/api/payments/<payment_key>")
+def api_payment(payment_key: str) -> Response:
+    """The Payment plus {"sandbox": {"confirmRequests", "webhooksSent", …}}; no auth."""
+    return json_response(service.sandbox_view(service.require_payment(payment_key)))
+
+
+@bp.post("/api/payments/<payment_key>/expire")
+def api_expire(payment_key: str) -> Response:
+    """Expire the payment as if its confirm deadline (or deposit due date) had passed."""
+    return json_response(service.expire(payment_key))
