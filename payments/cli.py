@@ -124,5 +124,8 @@ def replay_webhooks(failed: bool, event_id: int | None) -> None:
         raise click.UsageError("give --failed or --id N")
     count = replay(event_id=event_id, failed=failed)
     if event_id is not None and count == 0:
-        raise click.ClickException(f"no webhook event {event_id} (or it is being processed)")
+        raise click.ClickException(
+            f"webhook event {event_id} cannot be replayed: unknown, being processed, "
+            "or its body was pruned"
+        )
     click.echo(f"queued {count} webhook event(s)")

@@ -7,8 +7,9 @@ lookup is a read, and a repeated confirm reuses the stored Idempotency-Key, so T
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 from sqlalchemy import select
@@ -18,13 +19,15 @@ from .extensions import db
 from .models import Order, Payment, utcnow
 from .orders import transition
 from .states import OrderStatus, Source
-from .sync import apply_payment, settle_by_lookup
+from .sync import apply_payment
+from .toss import Payment as TossPayment
 from .toss import TossError
 from .webhooks import prune
 
 logger = logging.getLogger(__name__)
 
 S = OrderStatus
+KST = timezone(timedelta(hours=9))
 CONFIRM_WINDOW = timedelta(minutes=10)  # Toss refuses confirm 10 minutes after authentication
 
 
@@ -64,24 +67,47 @@ def _orders(where: object, limit: int) -> list[Order]:
     return list(db.session.scalars(select(Order).where(where).order_by(Order.id).limit(limit)))
 
 
+NOT_FOUND_CODES = frozenset({"NOT_FOUND_PAYMENT", "NOT_FOUND"})
+
+
+def _lookup(order: Order) -> tuple[bool, TossPayment | None]:
+    """(answered, payment): Toss's record of the order, None when Toss has none; answered is
+    False when Toss could not be asked, which must never be read as "no payment"."""
+    try:
+        return True, toss_client().get_payment_by_order(order.order_id)
+    except TossError as exc:
+        if exc.code in NOT_FOUND_CODES:
+            return True, None
+        logger.info(
+            "reconcile lookup failed", extra={"order_id": order.order_id, "toss_code": exc.code}
+        )
+        return False, None
+
+
 def _unknown_outcomes(now: datetime, limit: int, report: Report) -> None:
     quiet = now - timedelta(minutes=1)  # leave in-flight confirmations alone
     stuck = Order.status.in_((S.CONFIRMING.value, S.NEEDS_RECONCILE.value)) & (
         Order.updated_at < quiet
     )
     for order in _orders(stuck, limit):
-        status = settle_by_lookup(order, Source.RECONCILE)
-        if status in (S.CONFIRMING, S.NEEDS_RECONCILE):
-            status = _confirm_again(order, now)
+        answered, payment = _lookup(order)
+        if answered and payment is not None:
+            apply_payment(order, payment, Source.RECONCILE)
+            db.session.commit()
+        if S(order.status) in (S.CONFIRMING, S.NEEDS_RECONCILE):
+            # Toss has no decided payment, or could not be asked: finishing the confirmation
+            # with its own key is safe either way; giving up needs Toss's word that none exists.
+            _confirm_again(order, now, toss_has_no_payment=answered and payment is None)
+        status = S(order.status)
         if status in (S.CONFIRMING, S.NEEDS_RECONCILE):
             report.still_unknown += 1
         else:
             report.count(status.value)
 
 
-def _confirm_again(order: Order, now: datetime) -> OrderStatus:
-    """Toss has no decided payment for the order: finish the confirmation we started (same
-    Idempotency-Key) while Toss still allows it; after the window no money can have moved."""
+def _confirm_again(order: Order, now: datetime, *, toss_has_no_payment: bool) -> None:
+    """Finish the confirmation we started (same Idempotency-Key) while Toss still allows it.
+    After the window, with no payment at Toss, no money can have moved: payable again."""
     started = order.confirm_started_at or order.updated_at
     if order.payment_key and order.confirm_idempotency_key and now - started < CONFIRM_WINDOW:
         try:
@@ -92,16 +118,14 @@ def _confirm_again(order: Order, now: datetime) -> OrderStatus:
                 idempotency_key=order.confirm_idempotency_key,
             )
         except TossError as exc:
-            if exc.retryable or exc.outcome_unknown:
-                return S(order.status)
-            _attempt_over(order, exc.code)
-            return S(order.status)
+            if not (exc.retryable or exc.outcome_unknown):
+                _attempt_over(order, exc.code)
+            return
         apply_payment(order, payment, Source.RECONCILE, answer_to_confirm=True)
         db.session.commit()
-        return S(order.status)
-    if now - started >= CONFIRM_WINDOW + timedelta(minutes=1):
+        return
+    if toss_has_no_payment and now - started >= CONFIRM_WINDOW + timedelta(minutes=1):
         _attempt_over(order, "NOT_FOUND_PAYMENT_SESSION")
-    return S(order.status)
 
 
 def _attempt_over(order: Order, code: str) -> None:
@@ -120,12 +144,9 @@ def _attempt_over(order: Order, code: str) -> None:
 def _stale_pending(cutoff: datetime, limit: int, report: Report) -> None:
     for order in _orders((Order.status == S.PENDING.value) & (Order.created_at < cutoff), limit):
         # A payment may exist that we never heard of (a lost redirect and webhook).
-        try:
-            payment = toss_client().get_payment_by_order(order.order_id)
-        except TossError as exc:
-            if exc.code not in ("NOT_FOUND_PAYMENT", "NOT_FOUND"):
-                continue
-            payment = None
+        answered, payment = _lookup(order)
+        if not answered:
+            continue
         if payment is not None and payment.status in ("DONE", "WAITING_FOR_DEPOSIT"):
             apply_payment(order, payment, Source.RECONCILE)
             db.session.commit()
@@ -137,25 +158,48 @@ def _stale_pending(cutoff: datetime, limit: int, report: Report) -> None:
 
 
 def _overdue_deposits(now: datetime, limit: int, report: Report) -> None:
-    awaiting = _orders(Order.status == S.AWAITING_DEPOSIT.value, limit)
-    for order in awaiting:
+    handled = 0
+    for order in _awaiting_deposit():
+        if handled >= limit:
+            break
         due = _parse_due(order.payment)
         if due is None or due > now:
             continue
-        status = settle_by_lookup(order, Source.RECONCILE)
-        if status is S.AWAITING_DEPOSIT:
+        handled += 1
+        answered, payment = _lookup(order)
+        if not answered:
+            continue  # never expire on silence: a deposit may be on its way
+        if payment is not None:
+            apply_payment(order, payment, Source.RECONCILE)
+            db.session.commit()
+        if order.status == S.AWAITING_DEPOSIT:
             # Toss still waits, but the due date has passed: no deposit can arrive any more.
             if transition(order, S.EXPIRED, Source.RECONCILE, code="DEPOSIT_DUE_PASSED"):
                 report.expired += 1
             db.session.commit()
         else:
-            report.count(status.value)
+            report.count(order.status)
+
+
+def _awaiting_deposit(batch: int = 500) -> Iterator[Order]:
+    """Every AWAITING_DEPOSIT order, in id batches: the due date lives in Toss's ISO string, so
+    it is compared here, and a limit in SQL would starve overdue orders behind future ones."""
+    last_id = 0
+    while True:
+        rows = _orders((Order.status == S.AWAITING_DEPOSIT.value) & (Order.id > last_id), batch)
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
 
 
 def _parse_due(payment: Payment | None) -> datetime | None:
     if payment is None or not payment.va_due_date:
         return None
     try:
-        return datetime.fromisoformat(payment.va_due_date)
+        due = datetime.fromisoformat(payment.va_due_date)
     except ValueError:
+        logger.warning("unreadable virtual-account due date", extra={"value": payment.va_due_date})
         return None
+    # Toss writes +09:00; a bare time is Korean time too.
+    return due if due.tzinfo else due.replace(tzinfo=KST)

@@ -167,6 +167,15 @@ def _ids(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
 # -- processing -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What processing made of an event; written only while the worker holds its lease."""
+
+    result: str
+    order_id: str | None = None
+    payment_key: str | None = None
+
+
 class Outcome(Exception):
     """A final verdict on an event that is not DONE (ignored or rejected)."""
 
@@ -218,64 +227,89 @@ def claim(worker_id: str, limit: int = 10, now: datetime | None = None) -> list[
 
 
 def process(event_id: int, worker_id: str) -> str:
-    """Process one claimed event; the effect and the event's verdict commit together."""
+    """Process one claimed event; the effect and the verdict commit together, and only while
+    this worker still holds the lease (else both are rolled back and another worker's stands)."""
     event = db.session.get(WebhookEvent, event_id)
     if event is None or event.locked_by != worker_id or event.status != "PROCESSING":
         db.session.rollback()
         return "LOST"
+    kind, body = event.kind, event.body
     try:
-        handler = HANDLERS.get(event.kind, _ignore_kind)
-        result = handler(event, json.loads(event.body or "{}"))
+        handler = HANDLERS.get(kind, _ignore_kind)
+        verdict = handler(event_id, kind, json.loads(body or "{}"))
         status = "DONE"
-    except Outcome as verdict:
-        status, result = verdict.status, verdict.result
+    except Outcome as refused:
+        status, verdict = refused.status, Verdict(refused.result)
     except Exception as exc:  # noqa: BLE001 — any failure is retried, then parked
         db.session.rollback()
         return _retry_later(event_id, worker_id, exc)
-    _finish(event, status, result, worker_id)
+    values: dict[str, Any] = {
+        "status": status,
+        "result": verdict.result[:200],
+        "processed_at": utcnow(),
+        "locked_by": None,
+        "locked_until": None,
+        "last_error": None,
+    }
+    if verdict.order_id:
+        values["order_id"] = verdict.order_id
+    if verdict.payment_key:
+        values["payment_key"] = verdict.payment_key
+    if not _write_if_held(event_id, worker_id, values):
+        db.session.rollback()
+        logger.warning("webhook lease lost; result discarded", extra={"event_id": event_id})
+        return "LOST"
     db.session.commit()
     return status
 
 
-def _finish(event: WebhookEvent, status: str, result: str, worker_id: str) -> None:
-    event.status = status
-    event.result = result[:200]
-    event.processed_at = utcnow()
-    event.locked_by = None
-    event.locked_until = None
-    event.last_error = None
+def _write_if_held(event_id: int, worker_id: str, values: dict[str, Any]) -> bool:
+    result = db.session.execute(
+        update(WebhookEvent)
+        .where(
+            WebhookEvent.id == event_id,
+            WebhookEvent.locked_by == worker_id,
+            WebhookEvent.status == "PROCESSING",
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def _retry_later(event_id: int, worker_id: str, exc: Exception) -> str:
     event = db.session.get(WebhookEvent, event_id)
     if event is None:
         return "LOST"
+    attempts, kind = event.attempts, event.kind
     message = f"{type(exc).__name__}: {exc}"[:500]
     if isinstance(exc, TossError) and not exc.retryable and not exc.outcome_unknown:
         delays: tuple[int, ...] = ()  # Toss's definitive answer will not change by asking again
     else:
         delays = RETRY_DELAYS
-    if event.attempts > len(delays):
-        event.status = "FAILED"
+    values: dict[str, Any] = {"last_error": message, "locked_by": None, "locked_until": None}
+    if attempts > len(delays):
+        values["status"] = "FAILED"
+    else:
+        values["status"] = "PENDING"
+        values["next_attempt_at"] = utcnow() + timedelta(seconds=delays[attempts - 1])
+    if not _write_if_held(event_id, worker_id, values):
+        db.session.rollback()
+        return "LOST"
+    db.session.commit()
+    if values["status"] == "FAILED":
         logger.error(
-            "webhook parked as FAILED",
-            extra={"event_id": event_id, "kind": event.kind, "error": message},
+            "webhook parked as FAILED", extra={"event_id": event_id, "kind": kind, "error": message}
         )
     else:
-        event.status = "PENDING"
-        event.next_attempt_at = utcnow() + timedelta(seconds=delays[event.attempts - 1])
         logger.warning(
             "webhook processing failed; will retry",
-            extra={"event_id": event_id, "attempt": event.attempts, "error": message},
+            extra={"event_id": event_id, "attempt": attempts, "error": message},
         )
-    event.last_error = message
-    event.locked_by = None
-    event.locked_until = None
-    db.session.commit()
-    return event.status
+    return str(values["status"])
 
 
-def _payment_status_changed(event: WebhookEvent, body: dict[str, Any]) -> str:
+def _payment_status_changed(event_id: int, kind: str, body: dict[str, Any]) -> Verdict:
     data = body.get("data")
     payment_key = data.get("paymentKey") if isinstance(data, dict) else None
     if not isinstance(payment_key, str) or not _KEY_RE.match(payment_key):
@@ -287,10 +321,10 @@ def _payment_status_changed(event: WebhookEvent, body: dict[str, Any]) -> str:
             logger.warning("security: webhook names a payment Toss does not know")
             raise Outcome("REJECTED", f"Toss: {exc.code}") from None
         raise
-    return _apply(event, payment)
+    return _apply(payment)
 
 
-def _deposit_callback(event: WebhookEvent, body: dict[str, Any]) -> str:
+def _deposit_callback(event_id: int, kind: str, body: dict[str, Any]) -> Verdict:
     order = find_order(str(body.get("orderId", "")))
     if order is None:
         raise Outcome("IGNORED", "unknown order")
@@ -303,30 +337,30 @@ def _deposit_callback(event: WebhookEvent, body: dict[str, Any]) -> str:
     ):
         logger.warning(
             "security: deposit callback with a wrong secret rejected",
-            extra={"order_id": order.order_id, "event_id": event.id},
+            extra={"order_id": order.order_id, "event_id": event_id},
         )
         raise Outcome("REJECTED", "secret mismatch")
     payment = toss_client().get_payment_by_order(order.order_id)
-    return _apply(event, payment)
+    return _apply(payment)
 
 
-def _apply(event: WebhookEvent, payment: Any) -> str:
+def _apply(payment: Any) -> Verdict:
     # Act on Toss's orderId, never on what the webhook body claimed.
     order = find_order(payment.order_id)
     if order is None:
         raise Outcome("IGNORED", "payment of an order this shop does not know")
     before = order.status
     apply_payment(order, payment, Source.WEBHOOK)
-    event.order_id = order.order_id
-    event.payment_key = payment.payment_key
-    return f"Toss {payment.status}: {before} → {order.status}"
+    return Verdict(
+        f"Toss {payment.status}: {before} → {order.status}", order.order_id, payment.payment_key
+    )
 
 
-def _ignore_kind(event: WebhookEvent, body: dict[str, Any]) -> str:
-    raise Outcome("IGNORED", f"{event.kind} is not used by this shop")
+def _ignore_kind(event_id: int, kind: str, body: dict[str, Any]) -> Verdict:
+    raise Outcome("IGNORED", f"{kind} is not used by this shop")
 
 
-HANDLERS: dict[str, Callable[[WebhookEvent, dict[str, Any]], str]] = {
+HANDLERS: dict[str, Callable[[int, str, dict[str, Any]], Verdict]] = {
     "PAYMENT_STATUS_CHANGED": _payment_status_changed,
     "CANCEL_STATUS_CHANGED": _payment_status_changed,
     "DEPOSIT_CALLBACK": _deposit_callback,
@@ -346,6 +380,8 @@ def replay(event_id: int | None = None, failed: bool = False) -> int:
     stmt = update(WebhookEvent).values(
         status="PENDING", next_attempt_at=utcnow(), attempts=0, locked_by=None, locked_until=None
     )
+    # A pruned event has no body left to process.
+    stmt = stmt.where(WebhookEvent.body.is_not(None))
     if event_id is not None:
         stmt = stmt.where(WebhookEvent.id == event_id, WebhookEvent.status != "PROCESSING")
     elif failed:
@@ -365,7 +401,8 @@ def prune(days: int, now: datetime | None = None) -> int:
         .where(
             WebhookEvent.received_at < cutoff,
             WebhookEvent.body.is_not(None),
-            WebhookEvent.status.in_(("DONE", "IGNORED", "REJECTED", "FAILED")),
+            # FAILED events keep their body: an operator may replay them.
+            WebhookEvent.status.in_(("DONE", "IGNORED", "REJECTED")),
         )
         .values(body=None, pruned_at=utcnow())
         .execution_options(synchronize_session=False)

@@ -281,13 +281,6 @@ def test_lookup_404_after_the_window_makes_the_order_payable_again(
     assert get_order(app, order.order_id).status == "PAID"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: payments/reconcile.py:73-75 treats a failed lookup (Toss 5xx/timeout: "
-    "settle_by_lookup returns the unchanged status) like a 404 and calls _confirm_again, which "
-    "after the 10-minute window (line 102) moves the order to PENDING with payment_key=None "
-    "although Toss may hold a DONE payment for it (the confirm outcome was unknown)",
-)
 def test_failed_lookup_after_the_window_keeps_the_outcome_unknown(
     app: Flask, toss: responses.RequestsMock, order: Order
 ) -> None:
@@ -481,13 +474,6 @@ def test_deposit_not_yet_due_is_left_alone(
     assert get_order(app, order.order_id).status == "AWAITING_DEPOSIT"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: payments/reconcile.py:145-150: when the lookup fails (Toss 5xx/timeout) "
-    "settle_by_lookup returns the unchanged AWAITING_DEPOSIT and the order is EXPIRED anyway "
-    "(terminal), though Toss was never asked: a deposit made before the due date and not yet "
-    "reported is then lost (a later DONE webhook is ignored as a stale status)",
-)
 def test_overdue_deposit_is_not_expired_when_toss_cannot_be_asked(
     app: Flask, toss: responses.RequestsMock, order: Order
 ) -> None:
@@ -500,12 +486,6 @@ def test_overdue_deposit_is_not_expired_when_toss_cannot_be_asked(
     assert report.expired == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: payments/reconcile.py:140 selects AWAITING_DEPOSIT orders with LIMIT before "
-    "the due-date filter (lines 142-144, in Python): when the first `limit` awaiting orders "
-    "by id are not yet due, overdue orders behind them are never looked at",
-)
 def test_overdue_deposits_are_not_starved_by_orders_not_yet_due(
     app: Flask, toss: responses.RequestsMock, order_factory: Callable[..., Order]
 ) -> None:

@@ -417,13 +417,6 @@ def test_chunked_oversized_body_is_never_stored(app: Flask, client: FlaskClient)
     assert events(app) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: payments/blueprints/hooks.py:19 reads request.get_data(); for a chunked body "
-    "Werkzeug's max-limited stream silently stops at MAX_CONTENT_LENGTH instead of raising "
-    "413, so only the first 64 KiB reach parse_body: an oversized body whose first 64 KiB are "
-    "a JSON object is stored (200), any other gets 400 INVALID_REQUEST instead of 413",
-)
 @pytest.mark.parametrize(
     "raw",
     [padded(MAX_BODY + 1), padded(MAX_BODY) + b" " * 1024],
@@ -1064,13 +1057,6 @@ def test_event_of_a_dead_worker_is_claimed_again_once_its_lease_expires(
     assert len(paid) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: payments/webhooks.py process() (lines 232-236) and _retry_later (249-274) "
-    "write the verdict without checking that the worker still holds the lease: a worker whose "
-    "lease expired while Toss was slow rewrites the event another worker already finished "
-    "(DONE → PENDING with its error), so it is processed again",
-)
 def test_worker_that_lost_its_lease_cannot_reopen_a_finished_event(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order: Order
 ) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from werkzeug.wrappers import Response
 
-from ..errors import invalid
-from ..webhooks import accept_webhook
+from ..errors import ServiceError, invalid
+from ..webhooks import MAX_BODY, accept_webhook
 
 bp = Blueprint("hooks", __name__)
 
@@ -15,6 +15,11 @@ bp = Blueprint("hooks", __name__)
 def receive() -> Response:
     if not request.is_json:
         raise invalid("Content-Type은 application/json이어야 합니다. (JSON body required)")
-    # Raw bytes: a signature covers them exactly; MAX_CONTENT_LENGTH turns >64 KiB into 413.
-    accepted = accept_webhook(request.get_data(cache=False), request.headers)
+    # Raw bytes: a signature covers them exactly. A chunked body (no Content-Length) is cut
+    # silently at the request's limit, so allow one byte more and judge the size here.
+    request.max_content_length = MAX_BODY + 1
+    raw = request.stream.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise ServiceError("PAYLOAD_TOO_LARGE", "요청이 너무 큽니다. (Payload too large)", 413)
+    accepted = accept_webhook(raw, request.headers)
     return jsonify(received=True, duplicate=accepted.duplicate)
