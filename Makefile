@@ -1,5 +1,6 @@
 # Two entry points a newcomer needs: `make run` (site on the sandbox + SQLite, seeded) and
-# `make test` (the whole suite; .ci/run calls exactly this).
+# `make test` (ruff, the whole suite on SQLite with the browser tests, then again on
+# PostgreSQL when reachable; .ci/run calls exactly this).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -26,6 +27,7 @@ test: $(STAMP)
 	scripts/ensure-chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	scripts/pytest-postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,8 +12,10 @@ from payments.extensions import db
 from payments.models import Product
 
 
-def test_migrations_match_the_models(database_url: str) -> None:
-    app = create_app({"APP_ENV": "testing", "DATABASE_URL": database_url, "TOSS_SANDBOX": "1"})
+def test_migrations_match_the_models(fresh_database_url: str) -> None:
+    app = create_app(
+        {"APP_ENV": "testing", "DATABASE_URL": fresh_database_url, "TOSS_SANDBOX": "1"}
+    )
     with app.app_context():
         upgrade()
         with db.engine.connect() as conn:
