@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Flask, current_app, jsonify, render_template, request, session, url_for
@@ -100,8 +101,58 @@ def format_won(value: int | None) -> str:
     return "-" if value is None else f"{value:,}원"
 
 
+# Toss's bank codes (virtualAccount.bankCode) → the names shoppers know.
+BANKS_KO = {
+    "02": "KDB산업은행",
+    "03": "IBK기업은행",
+    "04": "KB국민은행",
+    "07": "Sh수협은행",
+    "11": "NH농협은행",
+    "12": "지역농축협",
+    "20": "우리은행",
+    "23": "SC제일은행",
+    "27": "씨티은행",
+    "31": "iM뱅크(대구)",
+    "32": "부산은행",
+    "34": "광주은행",
+    "35": "제주은행",
+    "37": "전북은행",
+    "39": "경남은행",
+    "45": "새마을금고",
+    "48": "신협",
+    "50": "저축은행",
+    "64": "산림조합",
+    "71": "우체국예금보험",
+    "81": "하나은행",
+    "88": "신한은행",
+    "89": "케이뱅크",
+    "90": "카카오뱅크",
+    "92": "토스뱅크",
+}
+KST = timezone(timedelta(hours=9))
+
+
+def format_bank(code: str | None) -> str:
+    return "-" if not code else BANKS_KO.get(code, code)
+
+
+def format_kst(value: str | None) -> str:
+    """Toss's ISO-8601 times shown as Korean local time, e.g. 2026년 11월 25일 23:59."""
+    if not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(KST)
+    return f"{moment.year}년 {moment.month}월 {moment.day}일 {moment:%H:%M}"
+
+
 def register_web(app: Flask) -> None:
     app.add_template_filter(format_won, "won")
+    app.add_template_filter(format_bank, "bank")
+    app.add_template_filter(format_kst, "kst")
 
     @app.context_processor
     def _cart_count() -> dict[str, Any]:

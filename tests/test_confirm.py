@@ -543,6 +543,8 @@ def test_virtual_account_confirm_awaits_deposit(
     assert get_order(app, order_id).status == "AWAITING_DEPOSIT"
     assert "X6505636518308" in page
     assert "입금 대기" in page
+    assert "우리은행" in page  # bank code 20, shown by name
+    assert "2026년 11월 25일 23:59까지" in page
     with app.app_context():
         payment = db.session.execute(db.select(Payment).filter_by(payment_key=PK)).scalar_one()
         assert payment.secret == "ps_secret_value_123"
