@@ -1,0 +1,131 @@
+"""`gunicorn app:app -w 1` (one sync worker) completes a sandbox checkout.
+
+Calling our own port from inside the only worker would deadlock; the sandbox is reached
+in-process, so confirmation and the webhooks it triggers all complete.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def gunicorn_shop(tmp_path: Path) -> Iterator[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TOSS_", "DATABASE_URL", "APP_ENV", "SECRET_KEY"))
+    }
+    env.update(
+        APP_ENV="development",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'shop.sqlite3'}",
+        SECRET_KEY="gunicorn-test-secret-key",
+    )
+    for command in (["db", "upgrade"], ["seed"]):
+        subprocess.run(
+            [str(BIN / "flask"), "--app", "app", *command],
+            cwd=ROOT, env=env, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "gunicorn"), "app:app", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
+         "--timeout", "20"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(base + "/", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("scenario", ["approve", "virtual_account"])
+def test_single_sync_worker_completes_a_checkout(gunicorn_shop: str, scenario: str) -> None:
+    shopper = requests.Session()
+    catalog = shopper.get(gunicorn_shop + "/", timeout=10).text
+    product_id = re.search(r'data-product-id="(\d+)"', catalog).group(1)  # type: ignore[union-attr]
+    shopper.post(
+        gunicorn_shop + "/cart",
+        data={"product_id": product_id, "quantity": "2", "csrf_token": csrf(catalog)},
+        timeout=10,
+    )
+    cart = shopper.get(gunicorn_shop + "/cart", timeout=10).text
+    checkout = shopper.post(gunicorn_shop + "/orders", data={"csrf_token": csrf(cart)}, timeout=10)
+    assert re.search(r"/checkout/[A-Za-z0-9_-]{20,}$", checkout.url)
+    page = checkout.text
+    data = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', page))
+    assert data["success-url"] == gunicorn_shop + "/checkout/success"
+
+    # What the widget and payment window do when the shopper picks the outcome.
+    session = requests.post(
+        gunicorn_shop + "/sandbox/api/sessions",
+        json={
+            "clientKey": data["client-key"],
+            "orderId": data["order-id"],
+            "orderName": data["order-name"],
+            "amount": int(data["amount"]),
+            "successUrl": data["success-url"],
+            "failUrl": data["fail-url"],
+            "method": "가상계좌" if scenario == "virtual_account" else "카드",
+            "scenario": scenario,
+        },
+        timeout=10,
+    )
+    assert session.status_code == 200, session.text
+    landed = shopper.get(session.json()["redirectUrl"], timeout=30)
+
+    expected = "AWAITING_DEPOSIT" if scenario == "virtual_account" else "PAID"
+    assert landed.status_code == 200
+    assert f"/orders/{data['order-id']}" in landed.url
+    assert f'data-status="{expected}"' in landed.text
+    assert f"{int(data['amount']):,}원" in landed.text
+
+    if scenario == "virtual_account":
+        deposit = requests.post(
+            f"{gunicorn_shop}/sandbox/api/virtual-accounts/{data['order-id']}/deposit",
+            timeout=10,
+        )
+        assert deposit.status_code == 200, deposit.text
+        deadline = time.monotonic() + 20
+        status = ""
+        while time.monotonic() < deadline and status != "PAID":
+            time.sleep(0.3)
+            html = shopper.get(landed.url, timeout=10).text
+            status = re.search(r'data-status="([A-Z_]+)"', html).group(1)  # type: ignore[union-attr]
+        assert status == "PAID"
