@@ -75,7 +75,8 @@ def _url() -> str:
 
 
 @bp.after_request
-def _kick_webhooks(response: Response) -> Response:
+def kick_webhooks(response: Response) -> Response:
+    """Wake the webhook sender: a request may have queued deliveries."""
     sandbox_state().worker.kick()
     return response
 

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..extensions import db
 from . import service
-from .api import json_response
+from .api import json_response, kick_webhooks
 from .core import KST, SandboxError, sandbox_state
 from .models import IN_PROGRESS, READY, SandboxPayment
 
@@ -66,10 +66,7 @@ def _page(template: str, status: int = 200, **context: Any) -> Response:
     return response
 
 
-@bp.after_request
-def _kick_webhooks(response: Response) -> Response:
-    sandbox_state().worker.kick()
-    return response
+bp.after_request(kick_webhooks)
 
 
 @bp.errorhandler(SandboxError)
