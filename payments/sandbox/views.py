@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from ..extensions import db
 from . import service
 from .api import json_response, kick_webhooks
-from .core import KST, SandboxError, sandbox_state
+from .core import KST, SandboxError
 from .models import IN_PROGRESS, READY, SandboxPayment
 
 logger = logging.getLogger(__name__)
