@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -118,3 +119,29 @@ def test_virtual_account_deposit_turns_the_order_paid(
         page.reload()
     expect(status).to_have_attribute("data-status", "PAID")
     page.screenshot(path=str(screenshot_dir / "virtual-account-paid.png"), full_page=True)
+
+
+def test_checkout_and_payment_window_fit_a_phone(
+    browser: Any, base_url: str, screenshot_dir: Path
+) -> None:
+    context = browser.new_context(
+        base_url=base_url, viewport={"width": 390, "height": 844}, is_mobile=True
+    )
+    page = context.new_page()
+    try:
+        fill_cart_and_checkout(page)
+        expect(page.locator("#pay-button")).to_be_enabled()
+        page.screenshot(path=str(screenshot_dir / "phone-checkout.png"), full_page=True)
+        # Nothing wider than the screen: no sideways scrolling on a phone.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.locator("#pay-button").click()
+        expect(
+            page.get_by_text("테스트 결제 (샌드박스) — 실제로 결제되지 않습니다")
+        ).to_be_visible()
+        page.screenshot(path=str(screenshot_dir / "phone-payment-window.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.locator('[data-scenario="approve"]').click()
+        expect(page.get_by_test_id("order-status")).to_have_attribute("data-status", "PAID")
+        page.screenshot(path=str(screenshot_dir / "phone-paid.png"), full_page=True)
+    finally:
+        context.close()
