@@ -11,9 +11,11 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -91,6 +93,7 @@ class Order(db.Model):  # type: ignore[name-defined]
     audit: Mapped[list[AuditEntry]] = relationship(
         back_populates="order", order_by="AuditEntry.id", cascade="all, delete-orphan"
     )
+    refunds: Mapped[list[Refund]] = relationship(back_populates="order", order_by="Refund.id")
 
     @property
     def status_label(self) -> str:
@@ -213,3 +216,49 @@ class WebhookEvent(db.Model):  # type: ignore[name-defined]
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Refund(db.Model):  # type: ignore[name-defined]
+    """One operator refund (a Toss cancel), written PENDING before Toss is called."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("amount <= balance_before", name="amount_within_balance"),
+        CheckConstraint("status IN ('PENDING','DONE','FAILED')", name="status_known"),
+        # One refund in flight per order: Toss's refundableAmount guard then always holds.
+        Index(
+            "uq_refunds_one_pending_per_order",
+            "order_pk",
+            unique=True,
+            sqlite_where=text("status = 'PENDING'"),
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    # The Idempotency-Key of this refund's cancel call: every retry reuses it.
+    refund_key: Mapped[str] = mapped_column(String(64), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    full: Mapped[bool] = mapped_column(default=False)
+    balance_before: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    # Where a deposited virtual account is refunded to (needed again if the call is retried).
+    refund_bank: Mapped[str | None] = mapped_column(String(20))
+    refund_account_number: Mapped[str | None] = mapped_column(String(20))
+    refund_holder_name: Mapped[str | None] = mapped_column(String(60))
+    transaction_key: Mapped[str | None] = mapped_column(String(64))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    order: Mapped[Order] = relationship(back_populates="refunds")
+
+    @property
+    def masked_account(self) -> str | None:
+        n = self.refund_account_number
+        return None if not n else "*" * max(0, len(n) - 4) + n[-4:]
