@@ -108,7 +108,8 @@ def reconcile_cmd() -> None:
     report = reconcile()
     click.echo(
         f"settled {sum(report.settled.values())} {report.settled}, expired {report.expired}, "
-        f"still unknown {report.still_unknown}, webhook bodies pruned {report.pruned}"
+        f"still unknown {report.still_unknown}, refunds {report.refunds}, "
+        f"webhook bodies pruned {report.pruned}"
     )
 
 

@@ -18,6 +18,7 @@ from . import toss_client
 from .extensions import db
 from .models import Order, Payment, utcnow
 from .orders import transition
+from .refunds import settle_pending
 from .states import OrderStatus, Source
 from .sync import apply_payment
 from .toss import Payment as TossPayment
@@ -37,6 +38,7 @@ class Report:
     expired: int = 0
     pruned: int = 0
     still_unknown: int = 0
+    refunds: dict[str, int] = field(default_factory=dict)  # PENDING refunds settled, by outcome
 
     def count(self, status: str) -> None:
         self.settled[status] = self.settled.get(status, 0) + 1
@@ -50,6 +52,7 @@ def reconcile(now: datetime | None = None, limit: int = 500) -> Report:
     _unknown_outcomes(now, limit, report)
     _stale_pending(now - timedelta(minutes=cfg["ORDER_PAYABLE_MINUTES"]), limit, report)
     _overdue_deposits(now, limit, report)
+    report.refunds = settle_pending(older_than_seconds=60, limit=limit)
     report.pruned = prune(cfg["WEBHOOK_RETENTION_DAYS"], now)
     logger.info(
         "reconcile finished",

@@ -1,0 +1,234 @@
+"""Operator refunds (Toss cancel): full or partial, never more than was paid.
+
+Phases: validate → write a PENDING Refund with its own Idempotency-Key (at most one in flight
+per order, enforced by a partial unique index) → call Toss with `refundableAmount` as a guard →
+commit Toss's answer. An unknown outcome leaves the refund PENDING; `reconcile` repeats the call
+with the same key, which Toss answers from its record instead of cancelling twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from . import toss_client
+from .errors import ServiceError, invalid, message_for
+from .extensions import db
+from .models import Payment, Refund, utcnow
+from .orders import find_order, record
+from .states import OrderStatus, Source
+from .sync import apply_payment
+from .toss import RefundAccount, TossError
+
+logger = logging.getLogger(__name__)
+
+REFUNDABLE = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED)
+VIRTUAL_ACCOUNT = "가상계좌"
+_BANK_RE = re.compile(r"^[0-9A-Z]{2,20}$")
+_ACCOUNT_RE = re.compile(r"^[0-9]{6,20}$")
+
+
+@dataclass(frozen=True)
+class RefundAccountInput:
+    """Where the money of a deposited virtual account goes back to."""
+
+    bank: str
+    account_number: str
+    holder_name: str
+
+
+def parse_refund_form(
+    form: Mapping[str, str],
+) -> tuple[int | None, str, RefundAccountInput | None]:
+    """(amount or None for the whole balance, reason, refund account or None) from a form."""
+    raw_amount = (form.get("amount") or "").strip().replace(",", "")
+    amount: int | None = None
+    if raw_amount:
+        if not re.fullmatch(r"[0-9]{1,12}", raw_amount) or int(raw_amount) <= 0:
+            raise invalid(
+                "환불 금액은 1원 이상의 정수여야 합니다. (amount must be a positive integer)"
+            )
+        amount = int(raw_amount)
+    reason = (form.get("reason") or "").strip()
+    if not reason:
+        raise invalid("환불 사유를 입력해주세요. (a reason is required)")
+    if len(reason) > 200:
+        raise invalid(
+            "환불 사유는 200자 이내로 입력해주세요. (reason is limited to 200 characters)"
+        )
+    bank = (form.get("bank") or "").strip()
+    number = (form.get("account_number") or "").strip().replace("-", "")
+    holder = (form.get("holder_name") or "").strip()
+    account = None
+    if bank or number or holder:
+        if not _BANK_RE.match(bank):
+            raise invalid("환불 받을 은행을 선택해주세요. (choose the refund bank)")
+        if not _ACCOUNT_RE.match(number):
+            raise invalid("계좌번호는 숫자 6~20자리여야 합니다. (account number: 6-20 digits)")
+        if not 1 <= len(holder) <= 60:
+            raise invalid("예금주 이름을 60자 이내로 입력해주세요. (holder name: 1-60 characters)")
+        account = RefundAccountInput(bank, number, holder)
+    return amount, reason, account
+
+
+def request_refund(
+    order_id: str,
+    amount: int | None,
+    reason: str,
+    account: RefundAccountInput | None,
+    operator: str,
+) -> Refund:
+    """Refund `amount` (None: the whole remaining balance) of a paid order through Toss."""
+    refund = _open_refund(order_id, amount, reason, account, operator)
+    return _call_toss(refund)
+
+
+def _open_refund(
+    order_id: str,
+    amount: int | None,
+    reason: str,
+    account: RefundAccountInput | None,
+    operator: str,
+) -> Refund:
+    order = find_order(order_id)
+    if order is None:
+        raise ServiceError("ORDER_NOT_FOUND", http_status=404)
+    # Row lock on PostgreSQL: concurrent refunds of one order read the balance one at a time.
+    payment = db.session.execute(
+        select(Payment).where(Payment.order_pk == order.id).with_for_update()
+    ).scalar_one_or_none()
+    if payment is None or order.status not in REFUNDABLE:
+        raise ServiceError("REFUND_NOT_ALLOWED", http_status=409)
+    balance = payment.balance_amount
+    wanted = balance if amount is None else amount
+    if wanted <= 0 or wanted > balance:
+        raise ServiceError(
+            "REFUND_EXCEEDS_BALANCE",
+            f"환불 가능 금액({balance:,}원)을 초과했습니다.",
+            http_status=400,
+        )
+    # A virtual account paid by deposit can only be refunded to an account (TOSS.md).
+    if payment.method == VIRTUAL_ACCOUNT and account is None:
+        raise ServiceError("REFUND_ACCOUNT_REQUIRED", http_status=400)
+    refund = Refund(
+        order_pk=order.id,
+        refund_key=f"refund-{secrets.token_urlsafe(24)}",
+        amount=wanted,
+        full=wanted == balance,
+        balance_before=balance,
+        reason=reason,
+        status="PENDING",
+        requested_by=operator[:64],
+        refund_bank=account.bank if account else None,
+        refund_account_number=account.account_number if account else None,
+        refund_holder_name=account.holder_name if account else None,
+    )
+    db.session.add(refund)
+    record(order, "refund_requested", Source.ADMIN, detail=f"amount={wanted} by {operator}")
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ServiceError("REFUND_IN_PROGRESS", http_status=409) from None
+    logger.info(
+        "refund requested",
+        extra={"order_id": order.order_id, "refund_id": refund.id, "amount": wanted},
+    )
+    return refund
+
+
+def _call_toss(refund: Refund) -> Refund:
+    order = refund.order
+    payment = order.payment
+    assert payment is not None
+    account = (
+        RefundAccount(refund.refund_bank, refund.refund_account_number, refund.refund_holder_name)
+        if refund.refund_bank and refund.refund_account_number and refund.refund_holder_name
+        else None
+    )
+    try:
+        answer = toss_client().cancel(
+            payment.payment_key,
+            refund.reason,
+            idempotency_key=refund.refund_key,
+            cancel_amount=None if refund.full else refund.amount,
+            refundable_amount=refund.balance_before,
+            refund_account=account,
+        )
+    except TossError as exc:
+        if exc.outcome_unknown or exc.retryable:
+            logger.warning(
+                "refund outcome unknown; reconcile will settle it",
+                extra={"refund_id": refund.id, "toss_code": exc.code},
+            )
+            raise ServiceError("REFUND_PENDING", http_status=202) from None
+        _fail(refund, exc.code, message_for(exc.code))
+        raise ServiceError(exc.code, message_for(exc.code), http_status=409) from None
+    _settle(refund, answer)
+    return refund
+
+
+def _settle(refund: Refund, answer: object) -> None:
+    """Record Toss's answer to this refund's cancel and move the order with it."""
+    from .toss import Payment as TossPayment
+
+    assert isinstance(answer, TossPayment)
+    order = refund.order
+    expected_balance = refund.balance_before - refund.amount
+    if answer.balance_amount is not None and answer.balance_amount > expected_balance:
+        # Toss kept more than we asked to give back: never report a refund that did not happen.
+        _fail(refund, "REFUND_NOT_APPLIED", "Toss의 잔액이 환불을 반영하지 않았습니다.")
+        raise ServiceError("REFUND_NOT_APPLIED", "환불이 반영되지 않았습니다.", 409)
+    apply_payment(order, answer, Source.ADMIN)
+    refund.status = "DONE"
+    refund.completed_at = utcnow()
+    refund.transaction_key = answer.cancels[-1].transaction_key if answer.cancels else None
+    db.session.commit()
+    logger.info(
+        "refund done",
+        extra={"order_id": order.order_id, "refund_id": refund.id, "amount": refund.amount},
+    )
+
+
+def _fail(refund: Refund, code: str, message: str) -> None:
+    refund.status = "FAILED"
+    refund.failure_code = code
+    refund.failure_message = message[:255]
+    refund.completed_at = utcnow()
+    record(refund.order, "refund_failed", Source.ADMIN, code=code, detail=f"amount={refund.amount}")
+    db.session.commit()
+    logger.warning(
+        "refund refused",
+        extra={"refund_id": refund.id, "order_id": refund.order.order_id, "toss_code": code},
+    )
+
+
+def settle_pending(older_than_seconds: int = 60, limit: int = 100) -> dict[str, int]:
+    """Repeat the cancel of refunds left PENDING (same key: Toss answers from its record)."""
+    from datetime import timedelta
+
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    outcome: dict[str, int] = {}
+    pending = db.session.scalars(
+        select(Refund)
+        .where(Refund.status == "PENDING", Refund.created_at < cutoff)
+        .order_by(Refund.id)
+        .limit(limit)
+    ).all()
+    for refund in pending:
+        try:
+            _call_toss(refund)
+        except ServiceError as exc:
+            outcome[exc.code] = outcome.get(exc.code, 0) + 1
+            continue
+        outcome["DONE"] = outcome.get("DONE", 0) + 1
+    return outcome
+
+
+__all__ = ["RefundAccountInput", "parse_refund_form", "request_refund", "settle_pending"]
