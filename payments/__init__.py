@@ -36,6 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         init_sandbox(app)
     app.extensions["toss"] = app.config.get("TOSS_CLIENT") or _build_toss_client(app)
 
+    from .blueprints.admin import bp as admin_bp
     from .blueprints.api import bp as api_bp
     from .blueprints.checkout import bp as checkout_bp
     from .blueprints.hooks import bp as hooks_bp
@@ -46,6 +47,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(checkout_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(hooks_bp)
+    app.register_blueprint(admin_bp)
+    from .metrics import bp as metrics_bp
+
+    app.register_blueprint(metrics_bp)
     # Checked against the stored order and Toss (api) or re-checked with Toss (hooks) instead.
     csrf.exempt(api_bp)
     csrf.exempt(hooks_bp)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import toss_client
+from . import metrics, toss_client
 from .errors import ServiceError, invalid, message_for
 from .extensions import db
 from .models import Order, utcnow
@@ -96,6 +96,16 @@ def confirm_payment(req: ConfirmRequest, source: Source) -> Order:
 
     Raises ServiceError for every refusal; by then the order's state is committed.
     """
+    try:
+        order = _confirm(req, source)
+    except ServiceError as exc:
+        metrics.CONFIRMATIONS.labels("error", metrics.code_label(exc.code)).inc()
+        raise
+    metrics.CONFIRMATIONS.labels(order.status.lower(), "").inc()
+    return order
+
+
+def _confirm(req: ConfirmRequest, source: Source) -> Order:
     order = find_order(req.order_id)
     if order is None:
         raise ServiceError("ORDER_NOT_FOUND", http_status=404)
@@ -110,6 +120,7 @@ def confirm_payment(req: ConfirmRequest, source: Source) -> Order:
             detail=f"expected={order.amount} got={req.amount}",
         )
         db.session.commit()
+        metrics.AMOUNT_MISMATCHES.inc()
         logger.warning(
             "amount mismatch on confirm",
             extra={"order_id": order.order_id, "expected": order.amount, "got": req.amount},
@@ -157,9 +168,10 @@ def confirm_payment(req: ConfirmRequest, source: Source) -> Order:
 
 def _confirm_with_toss(order: Order, req: ConfirmRequest, key: str, source: Source) -> Order:
     try:
-        payment = toss_client().confirm(
-            req.payment_key, req.order_id, req.amount, idempotency_key=key
-        )
+        with metrics.CONFIRM_SECONDS.time():
+            payment = toss_client().confirm(
+                req.payment_key, req.order_id, req.amount, idempotency_key=key
+            )
     except TossError as exc:
         return _confirm_failed(order, req, exc, source)
     try:

@@ -258,6 +258,8 @@ def load_config(
         # A webhook worker thread inside each web process; the default for the one-command
         # development setup. Production runs `flask payments worker` beside the web servers.
         "WEBHOOK_WORKER_EMBEDDED": _embedded_default(env, app_env),
+        # Bearer token for /metrics scrapers; unset → direct loopback scrapers and operators.
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip() or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

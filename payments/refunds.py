@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import toss_client
+from . import metrics, toss_client
 from .errors import ServiceError, invalid, message_for
 from .extensions import db
 from .models import Payment, Refund, utcnow
@@ -167,6 +167,7 @@ def _call_toss(refund: Refund) -> Refund:
                 "refund outcome unknown; reconcile will settle it",
                 extra={"refund_id": refund.id, "toss_code": exc.code},
             )
+            metrics.REFUNDS.labels("pending").inc()
             raise ServiceError("REFUND_PENDING", http_status=202) from None
         _fail(refund, exc.code, message_for(exc.code))
         raise ServiceError(exc.code, message_for(exc.code), http_status=409) from None
@@ -190,6 +191,8 @@ def _settle(refund: Refund, answer: object) -> None:
     refund.completed_at = utcnow()
     refund.transaction_key = answer.cancels[-1].transaction_key if answer.cancels else None
     db.session.commit()
+    metrics.REFUNDS.labels("done").inc()
+    metrics.REFUNDED_WON.inc(refund.amount)
     logger.info(
         "refund done",
         extra={"order_id": order.order_id, "refund_id": refund.id, "amount": refund.amount},
@@ -203,6 +206,7 @@ def _fail(refund: Refund, code: str, message: str) -> None:
     refund.completed_at = utcnow()
     record(refund.order, "refund_failed", Source.ADMIN, code=code, detail=f"amount={refund.amount}")
     db.session.commit()
+    metrics.REFUNDS.labels("failed").inc()
     logger.warning(
         "refund refused",
         extra={"refund_id": refund.id, "order_id": refund.order.order_id, "toss_code": code},

@@ -26,7 +26,7 @@ from flask import Flask, current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import toss_client
+from . import metrics, toss_client
 from .errors import ServiceError, invalid
 from .extensions import db
 from .models import WebhookEvent, utcnow
@@ -140,8 +140,10 @@ def accept_webhook(raw: bytes, headers: Mapping[str, str]) -> Accepted:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
+        metrics.WEBHOOKS_RECEIVED.labels(metrics.kind_label(kind), "yes").inc()
         logger.info("duplicate webhook ignored", extra={"kind": kind, "order_id": order_id})
         return Accepted(None, True, kind)
+    metrics.WEBHOOKS_RECEIVED.labels(metrics.kind_label(kind), "no").inc()
     logger.info("webhook stored", extra={"event_id": event.id, "kind": kind, "order_id": order_id})
     _wake_embedded_worker()
     return Accepted(event.id, False, kind)
@@ -233,7 +235,7 @@ def process(event_id: int, worker_id: str) -> str:
     if event is None or event.locked_by != worker_id or event.status != "PROCESSING":
         db.session.rollback()
         return "LOST"
-    kind, body = event.kind, event.body
+    kind, body, received_at = event.kind, event.body, event.received_at
     try:
         handler = HANDLERS.get(kind, _ignore_kind)
         verdict = handler(event_id, kind, json.loads(body or "{}"))
@@ -260,7 +262,13 @@ def process(event_id: int, worker_id: str) -> str:
         logger.warning("webhook lease lost; result discarded", extra={"event_id": event_id})
         return "LOST"
     db.session.commit()
+    _observe(kind, status, received_at)
     return status
+
+
+def _observe(kind: str, status: str, received_at: datetime) -> None:
+    metrics.WEBHOOKS_PROCESSED.labels(metrics.kind_label(kind), status).inc()
+    metrics.WEBHOOK_LAG.observe(max(0.0, (utcnow() - received_at).total_seconds()))
 
 
 def _write_if_held(event_id: int, worker_id: str, values: dict[str, Any]) -> bool:
@@ -298,6 +306,7 @@ def _retry_later(event_id: int, worker_id: str, exc: Exception) -> str:
         return "LOST"
     db.session.commit()
     if values["status"] == "FAILED":
+        _observe(kind, "FAILED", event.received_at)
         logger.error(
             "webhook parked as FAILED", extra={"event_id": event_id, "kind": kind, "error": message}
         )

@@ -1,0 +1,380 @@
+"""Operator console: login, dashboard, orders with their timeline, refunds, webhook inbox.
+
+Every route needs the operator login (password checked against ADMIN_PASSWORD_HASH, session
+based, idle timeout); without a hash the console does not exist and every route is 404.
+Login attempts are rate-limited per client IP with Flask-Limiter. Views stay thin: parse →
+one service call (`payments.dashboard` for reads, `payments.refunds`, `payments.webhooks`) →
+render or redirect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.blueprints import BlueprintSetupState
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import TooManyRequests
+from werkzeug.security import check_password_hash
+from werkzeug.wrappers import Response
+
+from .. import dashboard as queries
+from .. import webhooks
+from ..errors import ServiceError
+from ..models import utcnow
+from ..refunds import parse_refund_form, request_refund
+from ..states import LABELS_KO
+from ..web import BANKS_KO, KST, is_operator
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# One shared password, so there is no operator identity beyond "the operator".
+OPERATOR = "admin"
+LOGIN_LIMIT = "5 per minute"
+IDLE_MINUTES = 30
+SESSION_HOURS = 12
+_SESSION_KEYS = ("operator", "operator_login_at", "operator_seen_at")
+_PUBLIC = frozenset({"admin.login", "admin.login_submit"})
+
+STATUS_LABELS = {status.value: label for status, label in LABELS_KO.items()}
+SOURCE_LABELS = {
+    "shop": "상점",
+    "redirect": "결제 완료 이동",
+    "api": "API",
+    "webhook": "웹훅",
+    "worker": "워커",
+    "reconcile": "대사 작업",
+    "admin": "관리자",
+}
+EVENT_LABELS = {
+    "transition": "상태 변경",
+    "created": "주문 생성",
+    "amount_mismatch": "금액 불일치",
+    "toss_error": "Toss 오류",
+    "payment_mismatch": "결제 정보 불일치",
+    "refund_requested": "환불 요청",
+    "refund_failed": "환불 실패",
+}
+WEBHOOK_LABELS = {
+    "PENDING": "대기",
+    "PROCESSING": "처리 중",
+    "DONE": "완료",
+    "IGNORED": "무시",
+    "REJECTED": "거부",
+    "FAILED": "실패",
+}
+REFUND_LABELS = {"PENDING": "확인 중", "DONE": "완료", "FAILED": "실패"}
+
+
+# -- session and rate limit ----------------------------------------------------------------
+
+
+@bp.errorhandler(TooManyRequests)
+def _too_many(exc: TooManyRequests) -> tuple[str, int]:
+    logger.warning("security: admin login rate limit hit", extra={"ip": request.remote_addr})
+    message = "로그인 시도가 너무 많습니다. 1분 후 다시 시도해주세요. (Too many requests)"
+    return render_template("admin/login.html", error=message, next=None), 429
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path inside the console: never an open redirect."""
+    if not target or not target.startswith("/admin") or "\\" in target or "//" in target:
+        return None
+    return target[:500]
+
+
+def _end_operator_session() -> None:
+    for key in _SESSION_KEYS:
+        session.pop(key, None)
+
+
+def _to_login() -> Response:
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for(".login", next=_safe_next(target)), 303)
+
+
+@bp.before_request
+def _guard() -> Response | None:
+    if not current_app.config.get("ADMIN_PASSWORD_HASH"):
+        abort(404)
+    if request.endpoint in _PUBLIC:
+        return None
+    if not is_operator():
+        return _to_login()
+    now = time.time()
+    seen, started = session.get("operator_seen_at"), session.get("operator_login_at")
+    idle = current_app.config.get("ADMIN_IDLE_MINUTES", IDLE_MINUTES) * 60
+    longest = current_app.config.get("ADMIN_SESSION_HOURS", SESSION_HOURS) * 3600
+    if (
+        not isinstance(seen, int | float)
+        or not isinstance(started, int | float)
+        or now - seen > idle
+        or now - started > longest
+    ):
+        _end_operator_session()
+        flash("오랫동안 사용하지 않아 로그아웃되었습니다. 다시 로그인해주세요.")
+        return _to_login()
+    session["operator_seen_at"] = int(now)
+    return None
+
+
+def _password_ok(password: str) -> bool:
+    stored = current_app.config["ADMIN_PASSWORD_HASH"]
+    try:
+        return bool(password) and check_password_hash(stored, password)
+    except (ValueError, TypeError):
+        logger.error("ADMIN_PASSWORD_HASH is not a werkzeug password hash")
+        return False
+
+
+@bp.get("/login")
+def login() -> str | Response:
+    if is_operator():
+        return redirect(url_for(".home"), 303)
+    return render_template("admin/login.html", next=_safe_next(request.args.get("next")))
+
+
+@bp.post("/login")
+def login_submit() -> Response | tuple[str, int]:
+    next_url = _safe_next(request.form.get("next"))
+    if not _password_ok(request.form.get("password", "")):
+        # Never log what was typed: it may be the real password with a typo.
+        logger.warning("security: admin login failed", extra={"ip": request.remote_addr})
+        page = render_template(
+            "admin/login.html", error="비밀번호가 올바르지 않습니다.", next=next_url
+        )
+        return page, 401
+    now = int(time.time())
+    session.pop("csrf_token", None)  # a fresh CSRF token for the operator session
+    session.update(operator=True, operator_login_at=now, operator_seen_at=now)
+    logger.info("admin login", extra={"ip": request.remote_addr})
+    return redirect(next_url or url_for(".home"), 303)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    _end_operator_session()
+    logger.info("admin logout", extra={"ip": request.remote_addr})
+    flash("로그아웃되었습니다.")
+    return redirect(url_for(".login"), 303)
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def home() -> str:
+    summary = queries.dashboard(utcnow())
+    return render_template("admin/dashboard.html", d=summary, chart=bar_chart(summary.hours))
+
+
+@bp.get("/orders")
+def orders() -> str | tuple[str, int]:
+    try:
+        filters = queries.parse_order_filters(request.args)
+    except ServiceError as exc:
+        return render_template("admin/orders.html", error=exc.message, result=None), 400
+    return render_template(
+        "admin/orders.html", filters=filters, result=queries.list_orders(filters)
+    )
+
+
+def _detail_page(order_id: str, **ctx: Any) -> str:
+    detail = queries.order_detail(order_id)
+    if detail is None:
+        abort(404)
+    return render_template("admin/order.html", d=detail, banks=BANKS_KO, **ctx)
+
+
+@bp.get("/orders/<order_id>")
+def order(order_id: str) -> str:
+    return _detail_page(order_id, form={})
+
+
+@bp.post("/orders/<order_id>/refunds")
+def refund(order_id: str) -> Response | tuple[str, int]:
+    try:
+        amount, reason, account = parse_refund_form(request.form)
+        done = request_refund(order_id, amount, reason, account, OPERATOR)
+    except ServiceError as exc:
+        if exc.code == "ORDER_NOT_FOUND":
+            abort(404)
+        page = _detail_page(order_id, form=request.form, refund_error=exc)
+        return page, exc.http_status
+    flash(f"환불되었습니다: {done.amount:,}원")
+    return redirect(url_for(".order", order_id=order_id), 303)
+
+
+@bp.get("/webhooks")
+def webhook_inbox() -> str | tuple[str, int]:
+    try:
+        filters = queries.parse_webhook_filters(request.args)
+    except ServiceError as exc:
+        page = render_template(
+            "admin/webhooks.html", error=exc.message, result=None, filters=None
+        )
+        return page, 400
+    return render_template(
+        "admin/webhooks.html", filters=filters, result=queries.list_webhooks(filters)
+    )
+
+
+def _back_to_inbox() -> Response:
+    status = request.form.get("status")
+    keep = {"status": status} if status in queries.WEBHOOK_STATUSES else {}
+    return redirect(url_for(".webhook_inbox", **keep), 303)
+
+
+@bp.post("/webhooks/<int:event_id>/replay")
+def replay(event_id: int) -> Response:
+    if webhooks.replay(event_id=event_id):
+        logger.info("webhook replay queued by operator", extra={"event_id": event_id})
+        flash(f"웹훅 #{event_id}을(를) 다시 처리하도록 대기열에 넣었습니다.")
+    else:
+        flash(f"웹훅 #{event_id}은(는) 지금 다시 처리할 수 없습니다 (처리 중이거나 본문이 삭제됨).")
+    return _back_to_inbox()
+
+
+@bp.post("/webhooks/replay-failed")
+def replay_failed() -> Response:
+    count = webhooks.replay(failed=True)
+    logger.info("failed webhooks replay queued by operator", extra={"count": count})
+    flash(f"실패한 웹훅 {count}건을 다시 처리하도록 대기열에 넣었습니다.")
+    return _back_to_inbox()
+
+
+@bp.record_once
+def _init_limiter(state: BlueprintSetupState) -> None:
+    """A Limiter per app (Flask-Limiter keeps its storage on the instance, and tests build many
+    apps); RATELIMIT_ENABLED=False turns it off. Defined after the routes: deferred setup runs
+    in definition order, and the login view must be registered before it is wrapped."""
+    app = state.app
+    if not app.config.setdefault("RATELIMIT_ENABLED", True):
+        return
+    limiter = Limiter(
+        get_remote_address,
+        storage_uri=app.config.get("RATELIMIT_STORAGE_URI")
+        or app.config.get("REDIS_URL")
+        or "memory://",
+        key_prefix="admin",
+    )
+    limiter.init_app(app)
+    endpoint = "admin.login_submit"
+    limit = app.config.get("ADMIN_LOGIN_LIMIT", LOGIN_LIMIT)
+    app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])
+    app.extensions["admin_limiter"] = limiter
+
+
+# -- template helpers -----------------------------------------------------------------------
+
+
+@bp.app_template_filter("kst_time")
+def kst_time(value: datetime | None) -> str:
+    """A stored UTC time as Korean local time to the second, e.g. 2026-11-22 10:00:05."""
+    if value is None:
+        return "-"
+    return value.astimezone(KST).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@bp.context_processor
+def _labels() -> dict[str, Any]:
+    return {
+        "status_labels": STATUS_LABELS,
+        "source_labels": SOURCE_LABELS,
+        "event_labels": EVENT_LABELS,
+        "webhook_labels": WEBHOOK_LABELS,
+        "refund_labels": REFUND_LABELS,
+    }
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    height: float
+    kind: str  # "ok" | "fail"
+    title: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    x: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    top: int
+    bottom: float  # y of the baseline
+    left: int
+    bar_width: float
+    max_value: int
+    bars: list[Bar]
+    ticks: list[Tick]
+    success: int
+    failure: int
+
+
+def bar_chart(
+    hours: Sequence[queries.HourBucket], width: int = 720, height: int = 220
+) -> Chart:
+    """Geometry for the server-rendered SVG: per hour a success and a failure bar side by side."""
+    left, top, right, bottom_pad = 32, 12, 8, 28
+    plot_w, plot_h = width - left - right, height - top - bottom_pad
+    peak = max([h.success for h in hours] + [h.failure for h in hours] + [1])
+    slot = plot_w / max(len(hours), 1)
+    bar_w = max(slot * 0.36, 1.0)
+    base = top + plot_h
+    bars: list[Bar] = []
+    ticks: list[Tick] = []
+    for i, h in enumerate(hours):
+        x0 = left + i * slot + slot * 0.12
+        label = f"{h.start.astimezone(KST):%H}시"
+        for j, (kind, value, word) in enumerate(
+            (("ok", h.success, "성공"), ("fail", h.failure, "실패"))
+        ):
+            bar_h = round(plot_h * value / peak, 1)
+            bars.append(
+                Bar(
+                    x=round(x0 + j * bar_w, 1),
+                    y=round(base - bar_h, 1),
+                    height=bar_h,
+                    kind=kind,
+                    title=f"{label} {word} {value}건",
+                )
+            )
+        if i % 3 == 0:
+            ticks.append(Tick(round(left + i * slot + slot / 2, 1), label))
+    return Chart(
+        width=width,
+        height=height,
+        top=top,
+        bottom=base,
+        left=left,
+        bar_width=round(bar_w, 1),
+        max_value=peak,
+        bars=bars,
+        ticks=ticks,
+        success=sum(h.success for h in hours),
+        failure=sum(h.failure for h in hours),
+    )
