@@ -91,6 +91,15 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _flag_named(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("0", "1", "true", "false"):
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw in ("1", "true")
+
+
 def _embedded_default(env: Mapping[str, str], app_env: str) -> bool:
     raw = env.get("WEBHOOK_WORKER_EMBEDDED")
     if raw is None or raw.strip() == "":
@@ -260,6 +269,11 @@ def load_config(
         "WEBHOOK_WORKER_EMBEDDED": _embedded_default(env, app_env),
         # Bearer token for /metrics scrapers; unset → direct loopback scrapers and operators.
         "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip() or None,
+        # Reverse proxies in front of the app whose X-Forwarded-* headers are believed (client
+        # IP for rate limits, https for redirects). 0 = none: the headers are ignored.
+        "TRUSTED_PROXY_COUNT": _int(env, "TRUSTED_PROXY_COUNT", 0),
+        "CSP_REPORT_ONLY": _flag_named(env, "CSP_REPORT_ONLY"),
+        "CSP_REPORT_URI": env.get("CSP_REPORT_URI", "").strip() or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

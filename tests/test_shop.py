@@ -126,7 +126,10 @@ def test_checkout_page_carries_the_stored_amount_and_absolute_urls(
     assert 'data-success-url="http://localhost/checkout/success"' in html
     assert 'data-fail-url="http://localhost/checkout/fail"' in html
     assert 'data-client-key="test_gck_sandbox"' in html
-    assert '<script src="https://js.tosspayments.com/v2/standard"></script>' in html
+    assert re.search(
+        r'<script nonce="[A-Za-z0-9_\-+/=]{16,}" src="https://js.tosspayments.com/v2/standard">',
+        html,
+    )
 
 
 def test_public_base_url_builds_toss_redirects(database_url: str) -> None:

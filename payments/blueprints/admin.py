@@ -228,9 +228,7 @@ def webhook_inbox() -> str | tuple[str, int]:
     try:
         filters = queries.parse_webhook_filters(request.args)
     except ServiceError as exc:
-        page = render_template(
-            "admin/webhooks.html", error=exc.message, result=None, filters=None
-        )
+        page = render_template("admin/webhooks.html", error=exc.message, result=None, filters=None)
         return page, 400
     return render_template(
         "admin/webhooks.html", filters=filters, result=queries.list_webhooks(filters)
@@ -335,9 +333,7 @@ class Chart:
     failure: int
 
 
-def bar_chart(
-    hours: Sequence[queries.HourBucket], width: int = 720, height: int = 220
-) -> Chart:
+def bar_chart(hours: Sequence[queries.HourBucket], width: int = 720, height: int = 220) -> Chart:
     """Geometry for the server-rendered SVG: per hour a success and a failure bar side by side."""
     left, top, right, bottom_pad = 32, 12, 8, 28
     plot_w, plot_h = width - left - right, height - top - bottom_pad
