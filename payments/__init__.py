@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +23,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         instance_relative_config=True,
     )
     app.config.update(load_config(config, instance_path=app.instance_path))
-    _configure_logging(app)
+    from .logs import configure_logging
+
+    configure_logging(app)
 
     from .security import init_security
 
@@ -101,10 +102,3 @@ def _migrations_dir() -> str:
     import os
 
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
-
-
-def _configure_logging(app: Flask) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )

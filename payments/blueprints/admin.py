@@ -57,7 +57,7 @@ _PUBLIC = frozenset({"admin.login", "admin.login_submit"})
 STATUS_LABELS = {status.value: label for status, label in LABELS_KO.items()}
 SOURCE_LABELS = {
     "shop": "상점",
-    "redirect": "결제 완료 이동",
+    "redirect": "결제창 복귀",
     "api": "API",
     "webhook": "웹훅",
     "worker": "워커",
@@ -69,6 +69,7 @@ EVENT_LABELS = {
     "created": "주문 생성",
     "amount_mismatch": "금액 불일치",
     "toss_error": "Toss 오류",
+    "payment_failed": "결제창 실패",
     "payment_mismatch": "결제 정보 불일치",
     "refund_requested": "환불 요청",
     "refund_failed": "환불 실패",
@@ -273,6 +274,8 @@ def _init_limiter(state: BlueprintSetupState) -> None:
         or app.config.get("REDIS_URL")
         or "memory://",
         key_prefix="admin",
+        # Redis down: keep limiting per instance rather than locking operators out.
+        in_memory_fallback_enabled=True,
     )
     limiter.init_app(app)
     endpoint = "admin.login_submit"
@@ -335,7 +338,7 @@ class Chart:
 
 def bar_chart(hours: Sequence[queries.HourBucket], width: int = 720, height: int = 220) -> Chart:
     """Geometry for the server-rendered SVG: per hour a success and a failure bar side by side."""
-    left, top, right, bottom_pad = 32, 12, 8, 28
+    left, top, right, bottom_pad = 44, 14, 8, 36
     plot_w, plot_h = width - left - right, height - top - bottom_pad
     peak = max([h.success for h in hours] + [h.failure for h in hours] + [1])
     slot = plot_w / max(len(hours), 1)

@@ -1,0 +1,204 @@
+"""The operator console in a real browser against the sandbox: log in, find the orders a shopper
+paid through the real checkout, refund part of one through the form, and look at every screen
+on a desktop and a phone."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+from werkzeug.security import generate_password_hash
+from werkzeug.serving import make_server
+
+from payments.cli import seed_catalog
+from payments.extensions import db
+from tests.browser.test_checkout_flow import fill_cart_and_checkout, open_window_and_choose
+from tests.conftest import make_app
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "correct horse battery"
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The sandbox app as `live_server` runs it, with the console enabled."""
+    db_file = tmp_path_factory.mktemp("admin-browser") / "shop.sqlite3"
+    app = make_app(
+        f"sqlite:///{db_file}",
+        TOSS_CLIENT_KEY="",
+        TOSS_SECRET_KEY="",
+        TOSS_SANDBOX="1",
+        TOSS_API_BASE="",
+        WTF_CSRF_ENABLED=True,
+        WEBHOOK_WORKER_EMBEDDED="1",
+        ADMIN_PASSWORD_HASH=generate_password_hash(PASSWORD),
+    )
+    with app.app_context():
+        seed_catalog()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def shop_orders(browser: Browser, admin_server: str) -> list[tuple[str, int]]:
+    """Orders a shopper placed through the real checkout: two paid, one refused card first."""
+    context = browser.new_context(base_url=admin_server, locale="ko-KR")
+    page = context.new_page()
+    made = []
+    try:
+        for scenario in ("approve", "insufficient_balance", "approve"):
+            amount = fill_cart_and_checkout(page)
+            open_window_and_choose(page, scenario)
+            if scenario == "insufficient_balance":  # refused at confirm: a failed attempt
+                expect(page).to_have_url(re.compile(r"/checkout/fail\?"))
+                page.get_by_role("link", name="다시 결제하기").click()
+                open_window_and_choose(page, "approve")
+            expect(page.get_by_test_id("order-status")).to_have_attribute("data-status", "PAID")
+            made.append((page.url.split("/orders/")[1].split("?")[0], amount))
+    finally:
+        context.close()
+    return made
+
+
+def log_in(page: Page) -> None:
+    page.goto("/admin/")
+    expect(page).to_have_url(re.compile(r"/admin/login\?next="))
+    page.get_by_label("비밀번호").fill(PASSWORD)
+    page.get_by_role("button", name="로그인").click()
+    expect(page.get_by_role("heading", name=re.compile("대시보드"))).to_be_visible()
+
+
+def fits(page: Page, width: int) -> None:
+    """Nothing wider than the screen: wide tables scroll inside their own wrapper."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_wrong_password_is_refused(browser: Browser, admin_server: str) -> None:
+    context = browser.new_context(base_url=admin_server, locale="ko-KR")
+    page = context.new_page()
+    try:
+        page.goto("/admin/login")
+        page.get_by_label("비밀번호").fill("not the password")
+        page.get_by_role("button", name="로그인").click()
+        expect(page.get_by_test_id("login-error")).to_have_text("비밀번호가 올바르지 않습니다.")
+        page.goto("/admin/orders")
+        expect(page).to_have_url(re.compile(r"/admin/login"))
+    finally:
+        context.close()
+
+
+def test_operator_refunds_part_of_an_order(
+    browser: Browser,
+    admin_server: str,
+    shop_orders: list[tuple[str, int]],
+    screenshot_dir: Path,
+) -> None:
+    context = browser.new_context(
+        base_url=admin_server, locale="ko-KR", viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    try:
+        log_in(page)
+        page.get_by_role("navigation", name="관리자 메뉴").get_by_role("link", name="주문").click()
+        rows = page.locator("[data-testid=orders-table] tbody tr")
+        expect(rows).to_have_count(len(shop_orders))
+        total = sum(amount for _, amount in shop_orders)
+        expect(page.get_by_test_id("total-amount")).to_have_text(f"{total:,}원")
+        page.screenshot(path=str(screenshot_dir / "admin-orders.png"), full_page=True)
+
+        order_id, amount = shop_orders[1]
+        page.get_by_role("search").get_by_label("검색").fill(order_id)
+        page.get_by_role("button", name="조회").click()
+        expect(rows).to_have_count(1)
+        rows.first.get_by_role("link").click()
+        expect(page.get_by_test_id("order-id")).to_have_text(order_id)
+        expect(page.get_by_test_id("payment-method")).to_have_text("카드")
+        timeline = page.get_by_test_id("timeline")
+        # The refused card and the second, successful try are both on the timeline.
+        expect(timeline).to_contain_text("REJECT_CARD_PAYMENT")
+        expect(timeline.locator("li[data-kind=audit]", has_text="CONFIRMING → PAID")).to_have_count(
+            1
+        )
+
+        form = page.get_by_test_id("refund-form")
+        form.get_by_label("환불 금액 (원)").fill("1,000")
+        form.get_by_label("환불 사유 (필수)").fill("상품 일부 반품")
+        form.get_by_role("button", name="환불하기").click()
+
+        expect(page.locator(".flash")).to_have_text("환불되었습니다: 1,000원")
+        expect(page.get_by_test_id("order-status").locator(".status")).to_have_attribute(
+            "data-status", "PARTIALLY_REFUNDED"
+        )
+        expect(page.get_by_test_id("balance")).to_have_text(f"{amount - 1000:,}원")
+        expect(page.locator("[data-testid=refunds-table] tbody tr")).to_have_count(1)
+        expect(
+            timeline.locator("li[data-kind=audit]", has_text="PAID → PARTIALLY_REFUNDED")
+        ).to_have_count(1)
+        # The sandbox's webhooks reach the timeline too (through the inbox and its worker).
+        expect(timeline.locator("li[data-kind=webhook]").first).to_be_visible(timeout=10_000)
+        page.reload()
+        page.screenshot(path=str(screenshot_dir / "admin-order-detail.png"), full_page=True)
+
+        page.get_by_role("navigation", name="관리자 메뉴").get_by_role(
+            "link", name="대시보드"
+        ).click()
+        expect(page.get_by_test_id("confirmed")).to_have_text(str(len(shop_orders)))
+        expect(page.get_by_test_id("failed")).to_have_text("1")
+        expect(page.get_by_test_id("refunded-amount")).to_have_text("1,000원")
+        expect(page.get_by_test_id("confirm-chart").locator("rect.bar")).to_have_count(48)
+        page.screenshot(path=str(screenshot_dir / "admin-dashboard.png"), full_page=True)
+
+        page.get_by_role("navigation", name="관리자 메뉴").get_by_role("link", name="웹훅").click()
+        expect(page.get_by_test_id("webhooks-table")).to_be_visible()
+        page.screenshot(path=str(screenshot_dir / "admin-webhooks.png"), full_page=True)
+
+        page.get_by_role("button", name="로그아웃").click()
+        expect(page.get_by_role("heading", name="관리자 로그인")).to_be_visible()
+        page.goto("/admin/orders")
+        expect(page).to_have_url(re.compile(r"/admin/login"))
+    finally:
+        context.close()
+
+
+def test_console_fits_a_phone(
+    browser: Browser,
+    admin_server: str,
+    shop_orders: list[tuple[str, int]],
+    screenshot_dir: Path,
+) -> None:
+    context: Any = browser.new_context(
+        base_url=admin_server, locale="ko-KR", viewport=PHONE, is_mobile=True
+    )
+    page = context.new_page()
+    try:
+        log_in(page)
+        fits(page, PHONE["width"])
+        page.screenshot(path=str(screenshot_dir / "admin-dashboard-phone.png"), full_page=True)
+
+        page.goto("/admin/orders")
+        expect(page.locator("[data-testid=orders-table] tbody tr")).to_have_count(len(shop_orders))
+        fits(page, PHONE["width"])
+        page.screenshot(path=str(screenshot_dir / "admin-orders-phone.png"), full_page=True)
+
+        page.goto(f"/admin/orders/{shop_orders[0][0]}")
+        expect(page.get_by_test_id("refund-form")).to_be_visible()
+        fits(page, PHONE["width"])
+        page.screenshot(path=str(screenshot_dir / "admin-order-detail-phone.png"), full_page=True)
+
+        page.goto("/admin/webhooks")
+        fits(page, PHONE["width"])
+        page.screenshot(path=str(screenshot_dir / "admin-webhooks-phone.png"), full_page=True)
+    finally:
+        context.close()

@@ -1,0 +1,142 @@
+"""Logs carry no secrets: keys, Authorization, card and account numbers, webhook secrets,
+paymentKeys in URLs — checked on what the app's own handler writes during real work."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+
+import pytest
+import responses
+from flask import Flask
+from flask.testing import FlaskClient
+
+from payments.extensions import db
+from payments.logs import RedactingFilter, configure_logging, redact
+from payments.models import Order
+from payments.refunds import RefundAccountInput, request_refund
+from payments.webhooks import run_once
+from tests.conftest import CONFIRM_URL, SECRET_KEY, TOSS, make_app, payment_json
+
+PK = "tviva20261122secretKey0001"
+ACCOUNT = "110123456789"
+CARD = "4330123412341234"
+DEPOSIT_SECRET = "ps_depositSecretValue42"
+
+
+@pytest.fixture
+def captured(app: Flask) -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = configure_logging(app, stream)
+    logging.getLogger().setLevel(logging.DEBUG)  # urllib3 logs URLs at DEBUG
+    yield stream
+    logging.getLogger().removeHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def test_a_checkout_a_webhook_and_a_refund_leak_nothing(
+    app: Flask,
+    client: FlaskClient,
+    toss: responses.RequestsMock,
+    place_order: Callable[..., str],
+    captured: io.StringIO,
+) -> None:
+    order_id = place_order()
+    with app.app_context():
+        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
+    va = {
+        "method": "가상계좌",
+        "card": {"number": CARD},
+        "secret": DEPOSIT_SECRET,
+        "virtualAccount": {"accountNumber": ACCOUNT, "bankCode": "88", "customerName": "김토스"},
+    }
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount, PK, **va))
+    client.get(
+        f"/checkout/success?paymentType=NORMAL&orderId={order_id}&paymentKey={PK}&amount={amount}"
+    )
+    client.get(f"/api/payment/{PK}")
+    toss.get(f"{TOSS}/v1/payments/{PK}", json=payment_json(order_id, amount, PK, **va))
+    body = {"eventType": "PAYMENT_STATUS_CHANGED", "createdAt": "2026-11-22T10:00:00.000000",
+            "data": payment_json(order_id, amount, PK, **va)}  # fmt: skip
+    client.post("/api/payment/webhook", data=json.dumps(body), content_type="application/json")
+    deposit = {"createdAt": "2026-11-22T10:00:00", "secret": "wrong" + DEPOSIT_SECRET,
+               "status": "DONE", "transactionKey": "tx1", "orderId": order_id}  # fmt: skip
+    client.post("/api/payment/webhook", data=json.dumps(deposit), content_type="application/json")
+    with app.app_context():
+        run_once("log-test")
+    toss.post(f"{TOSS}/v1/payments/{PK}/cancel", status=500, json={"code": "FAILED_REFUND_PROCESS",
+              "message": f"account {ACCOUNT} failed"})  # fmt: skip
+    with app.app_context(), pytest.raises(Exception):  # noqa: B017,PT011 — any refusal will do
+        request_refund(
+            order_id, 1000, "로그 테스트", RefundAccountInput("88", ACCOUNT, "김토스"), "op"
+        )
+    # The line the development server writes for the success redirect.
+    logging.getLogger("werkzeug").info(
+        '127.0.0.1 - - "GET /checkout/success?paymentType=NORMAL&orderId=%s&paymentKey=%s'
+        '&amount=%s HTTP/1.1" 303 -', order_id, PK, amount
+    )  # fmt: skip
+    logging.getLogger("payments.test").error(
+        "toss said %s", f"Authorization: Basic dGVzdF9nc2tfc2FuZGJveDo= key {SECRET_KEY}",
+        extra={"card": CARD, "payload": {"secret": DEPOSIT_SECRET}},
+    )  # fmt: skip
+
+    out = captured.getvalue()
+    assert "GET /checkout/success" in out or "webhook stored" in out  # the log did record work
+    for secret in (PK, ACCOUNT, CARD, DEPOSIT_SECRET, SECRET_KEY, "dGVzdF9nc2tfc2FuZGJveDo="):
+        assert secret not in out, f"{secret} leaked into the log"
+    assert "[REDACTED]" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("GET /checkout/success?orderId=abc&paymentKey=tviva123456&amount=1000", "tviva123456"),
+        ("POST https://api.tosspayments.com/v1/payments/tviva123456/cancel", "tviva123456"),
+        ('{"secret": "ps_abcdef123", "status": "DONE"}', "ps_abcdef123"),
+        ("key live_gsk_abcdefABCDEF123 used", "live_gsk_abcdefABCDEF123"),
+        ("card 4330-1234-1234-1234 declined", "4330-1234-1234-1234"),
+        ("accountNumber=X6505636518308", "X6505636518308"),
+        ("Bearer abcdefghijklmnop", "abcdefghijklmnop"),
+    ],
+)
+def test_redact(text: str, secret: str) -> None:
+    assert secret not in redact(text)
+
+
+def test_masked_numbers_and_normal_text_survive() -> None:
+    text = "card 43301234****123* order amount=103000 /v1/payments/confirm /v1/payments/orders/x"
+    assert redact(text) == text
+
+
+def test_production_logs_are_json_lines_with_a_request_id(database_url: str) -> None:
+    app = make_app(
+        database_url,
+        APP_ENV="production",
+        TOSS_CLIENT_KEY="live_gck_" + "prodkey",
+        TOSS_SECRET_KEY="live_gsk_" + "prodkey",
+        TOSS_SANDBOX="0",
+    )
+    stream = io.StringIO()
+    handler = configure_logging(app, stream)
+    try:
+        app.test_client().get(
+            "/checkout/fail?code=X", headers={"X-Request-Id": "req-12345678"}, base_url="https://x"
+        )
+        with app.test_request_context(headers={"X-Request-Id": "req-abcdefgh"}):
+            app.preprocess_request()
+            logging.getLogger("payments.test").info("hello %s", "live_gsk_" + "leak")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line["logger"] == "payments.test"]
+    assert mine
+    assert mine[0]["request_id"] == "req-abcdefgh"
+    assert mine[0]["message"] == "hello [REDACTED]"
+
+
+def test_filter_keeps_unformattable_records() -> None:
+    record = logging.LogRecord("x", logging.INFO, "x", 1, "%d items", ("nope",), None)
+    assert RedactingFilter().filter(record)
+    assert record.msg == "%d items"
