@@ -57,9 +57,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(hooks_bp)
     app.register_blueprint(admin_bp)
+    from .blueprints.health import bp as health_bp
     from .metrics import bp as metrics_bp
 
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(health_bp)
     # Checked against the stored order and Toss (api) or re-checked with Toss (hooks) instead.
     csrf.exempt(api_bp)
     csrf.exempt(hooks_bp)
