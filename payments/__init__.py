@@ -23,6 +23,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         instance_relative_config=True,
     )
     app.config.update(load_config(config, instance_path=app.instance_path))
+    # JSON answers carry Korean messages as UTF-8, not \u escapes.
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     from .logs import configure_logging
 
     configure_logging(app)
@@ -70,6 +72,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         app.before_request(lambda: start_embedded_worker(app))
     register_web(app)
+
+    from .ratelimit import init_rate_limits
+
+    init_rate_limits(app)
 
     from .cli import register_cli
 

@@ -26,27 +26,21 @@ SANDBOX_SECRET_KEY = "test_gsk_sandbox"
 SANDBOX_API_ORIGIN = "http://toss-sandbox.internal"
 
 ENVS = ("development", "testing", "production")
-ENV_VARS = frozenset(
-    {
-        "APP_ENV",
-        "SECRET_KEY",
-        "DATABASE_URL",
-        "TOSS_CLIENT_KEY",
-        "TOSS_SECRET_KEY",
-        "TOSS_API_BASE",
-        "TOSS_SANDBOX",
-        "TOSS_WEBHOOK_SECURITY_KEY",
-        "TOSS_WIDGET_SCRIPT_URL",
-        "TOSS_CONNECT_TIMEOUT",
-        "TOSS_READ_TIMEOUT",
-        "TOSS_MAX_RETRIES",
-        "TOSS_RETRY_BACKOFF",
-        "REDIS_URL",
-        "PUBLIC_BASE_URL",
-        "ADMIN_PASSWORD_HASH",
-        "ORDER_LINK_MAX_AGE",
-    }
-)
+
+
+class _ReadEnv(dict[str, str]):
+    """The environment, remembering which names the config read (so overrides named like
+    one of them stand in for it, and any other override goes straight into the config)."""
+
+    def __init__(self, data: Mapping[str, str]) -> None:
+        super().__init__(data)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
 _KEY_RE = re.compile(r"^(test|live)_(gck|gsk|ck|sk)_[A-Za-z0-9_]+$")
 
 
@@ -163,12 +157,11 @@ def load_config(
     if environ is None:
         load_dotenv(override=False)
         environ = os.environ
-    env: dict[str, str] = {k: v for k, v in environ.items() if isinstance(v, str)}
-    # Overrides named like environment variables stand in for them (tests use this); the rest
-    # are set on the final config.
     overrides = dict(overrides or {})
-    for name in ENV_VARS & overrides.keys():
-        env[name] = str(overrides.pop(name))
+    env = _ReadEnv({k: v for k, v in environ.items() if isinstance(v, str)})
+    # String overrides are offered as environment variables (tests use this); the ones the
+    # config never reads, and all non-string ones, are set on the final config as they are.
+    env.update({k: v for k, v in overrides.items() if isinstance(v, str)})
 
     app_env = env.get("APP_ENV", "development").strip() or "development"
     if app_env not in ENVS:
@@ -274,6 +267,11 @@ def load_config(
         "TRUSTED_PROXY_COUNT": _int(env, "TRUSTED_PROXY_COUNT", 0),
         "CSP_REPORT_ONLY": _flag_named(env, "CSP_REPORT_ONLY"),
         "CSP_REPORT_URI": env.get("CSP_REPORT_URI", "").strip() or None,
+        # Flask-Limiter strings, e.g. "30 per minute;300 per hour" (defaults in ratelimit.py).
+        "RATELIMIT_CONFIRM": env.get("RATELIMIT_CONFIRM", "").strip() or None,
+        "RATELIMIT_WEBHOOK": env.get("RATELIMIT_WEBHOOK", "").strip() or None,
+        "RATELIMIT_SHOP": env.get("RATELIMIT_SHOP", "").strip() or None,
+        "ADMIN_LOGIN_LIMIT": env.get("ADMIN_LOGIN_LIMIT", "").strip() or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
@@ -282,5 +280,28 @@ def load_config(
     }
     if production and config["TOSS_READ_TIMEOUT"] < 30:
         raise ConfigError("TOSS_READ_TIMEOUT must be at least 30 seconds in production")
-    config.update(overrides)
+    config.update(_sandbox_knobs(env))
+    config.update(
+        {k: v for k, v in overrides.items() if not isinstance(v, str) or k not in env.read}
+    )
     return config
+
+
+# The sandbox's knobs (payments/sandbox docstring), settable from the environment too.
+_SANDBOX_FLOATS = ("SANDBOX_WEBHOOK_SCALE", "SANDBOX_WEBHOOK_DELAY", "SANDBOX_SLOW_CONFIRM_SECONDS")
+_SANDBOX_FLAGS = ("SANDBOX_WEBHOOKS_ENABLED", "SANDBOX_WEBHOOK_REORDER")
+
+
+def _sandbox_knobs(env: _ReadEnv) -> dict[str, Any]:
+    knobs: dict[str, Any] = {}
+    for name in _SANDBOX_FLOATS:
+        if (env.get(name) or "").strip():
+            knobs[name] = _float(env, name, 0.0, 0.0)
+    for name in _SANDBOX_FLAGS:
+        if (env.get(name) or "").strip():
+            knobs[name] = _flag_named(env, name)
+    if (env.get("SANDBOX_WEBHOOK_DUPLICATES") or "").strip():
+        knobs["SANDBOX_WEBHOOK_DUPLICATES"] = _int(env, "SANDBOX_WEBHOOK_DUPLICATES", 0)
+    if (env.get("SANDBOX_WEBHOOK_URL") or "").strip():
+        knobs["SANDBOX_WEBHOOK_URL"] = env.get("SANDBOX_WEBHOOK_URL", "").strip()
+    return knobs

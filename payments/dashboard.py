@@ -274,8 +274,8 @@ def order_detail(order_id: str) -> OrderDetail | None:
     entries = [TimelineEntry(a.created_at, audit=a) for a in audit] + [
         TimelineEntry(w.received_at, webhook=w) for w in webhooks
     ]
-    # Stable within one instant: audit rows first, each kind in insertion order.
-    entries.sort(key=lambda e: (e.at, 0 if e.audit else 1, (e.audit or e.webhook).id))  # type: ignore[union-attr]
+    # A stable sort: within one instant audit rows come first, each kind in id order.
+    entries.sort(key=lambda e: (e.at, e.audit is None))
     return OrderDetail(order, order.payment, list(refunds), entries)
 
 

@@ -116,6 +116,8 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
         "TOSS_READ_TIMEOUT": "30",
         "WTF_CSRF_ENABLED": False,
         "PUBLIC_BASE_URL": "",
+        # Tests fire far more requests than a shopper; test_ratelimit.py turns limits on.
+        "RATELIMIT_ENABLED": False,
     }
     config.update(overrides)
     app = create_app(config)

@@ -37,7 +37,10 @@ PUBLIC_ENDPOINTS = {"admin.login", "admin.login_submit"}
 
 
 def admin_app(database_url: str, **overrides: Any) -> Flask:
-    app = make_app(database_url, ADMIN_PASSWORD_HASH=HASH, **overrides)
+    # The console's login limit is part of what these tests check: on unless a test says off.
+    app = make_app(
+        database_url, ADMIN_PASSWORD_HASH=HASH, **{"RATELIMIT_ENABLED": True, **overrides}
+    )
     with app.app_context():
         seed_catalog()
     return app
@@ -304,7 +307,9 @@ def test_right_password_logs_in_and_sets_the_operator_session(
         assert s["operator"] is True
         assert s["operator_login_at"] >= before
         assert s["operator_seen_at"] >= before
-    assert c.get("/admin/").status_code == 200
+    home = c.get("/admin/")
+    assert home.status_code == 200
+    assert home.headers["Cache-Control"] == "no-store"
     # The shopper-side pages trust the same session flag.
     assert c.get(f"/orders/{someone_elses.order_id}").status_code == 200
     # The login page itself sends a logged-in operator on.

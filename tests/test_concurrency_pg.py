@@ -3,7 +3,7 @@
 Each test runs against two Tosses: a stateful fake on `responses` (counts every confirm call and
 its Idempotency-Key) and the in-process sandbox (counts `confirmRequests` itself). They run on
 PostgreSQL with TEST_DATABASE_URL (where row locks and READ COMMITTED decide the races) and on
-SQLite, which passes them too; the `postgres` fixture is there for any proof that cannot.
+SQLite, which passes them too, except the row-lock proof, which needs PostgreSQL (`postgres`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 from flask import Flask
-from flask.testing import FlaskClient
 
 from payments.checkout import confirm_idempotency_key
 from payments.cli import seed_catalog
@@ -474,3 +473,60 @@ def test_two_orders_from_one_cart_paid_concurrently_stay_apart(shop: Shop) -> No
             assert keys[other] not in text, (oid, entry.event, text)
             assert other not in text
         assert {a.payment_key for a in audit(shop.app, oid) if a.payment_key} == {keys[oid]}
+
+
+# -- 4. PostgreSQL only: writers queued on the order's row lock -----------------------------------
+
+
+def test_confirmations_queued_on_the_order_row_lock_confirm_once(
+    postgres: None, shop: Shop
+) -> None:
+    """Another transaction (an operator, a reconcile pass) holds the order row FOR UPDATE while
+    twelve doors arrive: their conditional UPDATEs queue on the lock. When it is released,
+    PostgreSQL re-checks `status = 'PENDING'` for each queued UPDATE (READ COMMITTED), so exactly
+    one wins and the others see CONFIRMING. SQLite has no row locks to prove this with."""
+    order_id, amount = shop.place_order()
+    pk = shop.authenticate(order_id, amount)
+    calls = [door(shop, DOORS[i % len(DOORS)], order_id, amount, pk) for i in range(12)]
+    answers: list[Answer] = []
+
+    with shop.app.app_context():
+        engine = db.engine
+        holder = engine.connect()
+    try:
+        lock = holder.begin()
+        holder.execute(
+            db.text("SELECT id FROM orders WHERE order_id = :o FOR UPDATE"), {"o": order_id}
+        )
+        racing = threading.Thread(target=lambda: answers.extend(run_together(calls)))
+        racing.start()
+        waiting = 0
+        deadline = time.monotonic() + 10
+        with engine.connect() as watch:
+            while time.monotonic() < deadline:
+                waiting = watch.execute(
+                    db.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ).scalar_one()
+                watch.commit()
+                if waiting >= len(calls):
+                    break
+                time.sleep(0.02)
+        assert waiting == len(calls)  # every door is parked on the row lock
+        assert shop.confirm_requests(pk) == 0
+        lock.commit()
+        racing.join(30)
+        assert not racing.is_alive()
+    finally:
+        holder.close()
+
+    print(f"\n[{shop.kind}] 12 doors behind a row lock: {dict(figures(answers))}")
+    assert len(answers) == len(calls)
+    assert_acceptable(answers, order_id)
+    assert shop.confirm_requests(pk) == 1
+    assert order(shop.app, order_id).status == "PAID"
+    assert transitions_to(shop.app, order_id, "CONFIRMING") == 1
+    assert transitions_to(shop.app, order_id, "PAID") == 1
+    assert payment_rows(shop.app) == [(pk, order_id, amount)]

@@ -25,11 +25,12 @@ import pytest
 import requests
 import responses
 from flask import Flask
-from flask.testing import FlaskClient
 from requests.adapters import BaseAdapter
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
+import payments.checkout
 import payments.sync
 from payments.checkout import confirm_idempotency_key
 from payments.cli import seed_catalog
@@ -288,7 +289,7 @@ class Checkout:
         )
         return resp.status_code, resp.get_json(silent=True) or {}
 
-    def success(self) -> FlaskClient.response_wrapper:  # type: ignore[name-defined]
+    def success(self) -> TestResponse:
         return self.shopper.get(
             f"/checkout/success?paymentType=NORMAL&orderId={self.order_id}"
             f"&paymentKey={self.payment_key}&amount={self.amount}"
@@ -434,10 +435,11 @@ class Case:
 
 
 BUG_MASKED_UNKNOWN = (
-    "BUG: payments/toss/client.py TossClient._request re-raises only the LAST attempt's error; "
+    "BUG: payments/toss/client.py:149-154 TossClient._request re-raises only the LAST attempt's "
+    "error; "
     "an earlier attempt whose outcome was unknown (Toss did the work, the answer was lost) "
     "followed by retryable refusals (connect timeout / 429) is reported as outcome-known, and "
-    "payments/checkout.py _confirm_failed (`if exc.retryable:`) puts the order back to PENDING "
+    "payments/checkout.py:216 _confirm_failed (`if exc.retryable:`) puts the order back to PENDING "
     "with payment_key=None, without a lookup, while Toss holds a DONE payment; reconcile only "
     "finds it after ORDER_PAYABLE_MINUTES (60 min)"
 )
@@ -586,13 +588,16 @@ def test_read_timeout_after_the_sandbox_confirmed(
     )
     if lookup_down:
         co.tap.plan = {"lookup": ["read_timeout"] * 3}
-    started = time.monotonic()
 
     status, body = co.verify()
 
-    assert time.monotonic() - started < 1.4  # the shop did not wait for the slow answer
     assert co.reached() == 3  # the first call and two retries with the same key
     assert co.charged() == 1
+    # The shop did not wait for the late answer: the outcome went unknown, then a lookup.
+    assert co.transitions()[:2] == [
+        ("PENDING", "CONFIRMING", "api"),
+        ("CONFIRMING", "NEEDS_RECONCILE", "api"),
+    ]
     if lookup_down:
         assert (status, body["code"]) == (409, "PAYMENT_PENDING")
         assert co.order().status == "NEEDS_RECONCILE"
@@ -603,6 +608,11 @@ def test_read_timeout_after_the_sandbox_confirmed(
     assert co.reached() == 3
     co.assert_books_agree(paid=True)
     assert len(co.tap.keys("confirm")) == 3
+    assert co.transitions()[-1] == (
+        ("NEEDS_RECONCILE", "PAID", "reconcile")
+        if lookup_down
+        else ("NEEDS_RECONCILE", "PAID", "api")
+    )
 
 
 def test_sandbox_provider_error_is_retried_with_the_same_key(
@@ -649,27 +659,45 @@ def test_storing_the_confirmed_payment_fails_then_reconcile_finishes_it(
 
 
 class FailingCommit:
-    """Session.commit fails (the database went away) once, in the transaction that would record
-    a move to `to_status` made by the shopper's request."""
+    """The database goes away: the next Session.commit in this thread fails once, after the
+    checkout service has made the move it is armed on (`apply_payment` of Toss's answer to our
+    confirm, or `transition` to CONFIRMING, the intent)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, to_status: str) -> None:
-        self.to_status = to_status
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, on: str) -> None:
         self.failed = 0
-        real = Session.commit
+        self.armed: int | None = None  # the thread whose next commit fails
+        real_commit = Session.commit
 
         def commit(session: Session) -> None:
-            if not self.failed and any(
-                isinstance(obj, AuditEntry)
-                and obj.to_status == to_status
-                and obj.source in ("api", "redirect")
-                for obj in session.new
-            ):
+            if self.armed == threading.get_ident():
+                self.armed = None
                 self.failed += 1
                 session.rollback()
                 raise _db_down("COMMIT")
-            real(session)
+            real_commit(session)
+
+        def arm(real: Callable[..., Any], when: Callable[..., bool]) -> Callable[..., Any]:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                result = real(*args, **kwargs)
+                if not self.failed and when(*args, **kwargs):
+                    self.armed = threading.get_ident()
+                return result
+
+            return wrapper
 
         monkeypatch.setattr(Session, "commit", commit)
+        if on == "PAID":
+            monkeypatch.setattr(
+                payments.checkout,
+                "apply_payment",
+                arm(payments.checkout.apply_payment, lambda *a, **k: k.get("answer_to_confirm")),
+            )
+        else:
+            monkeypatch.setattr(
+                payments.checkout,
+                "transition",
+                arm(payments.checkout.transition, lambda order, to, *a, **k: to == on),
+            )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

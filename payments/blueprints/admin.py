@@ -27,9 +27,6 @@ from flask import (
     session,
     url_for,
 )
-from flask.blueprints import BlueprintSetupState
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response
@@ -137,6 +134,13 @@ def _guard() -> Response | None:
     return None
 
 
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    # Orders and payment details must not linger in shared or browser caches.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _password_ok(password: str) -> bool:
     stored = current_app.config["ADMIN_PASSWORD_HASH"]
     try:
@@ -238,8 +242,8 @@ def webhook_inbox() -> str | tuple[str, int]:
 
 def _back_to_inbox() -> Response:
     status = request.form.get("status")
-    keep = {"status": status} if status in queries.WEBHOOK_STATUSES else {}
-    return redirect(url_for(".webhook_inbox", **keep), 303)
+    keep = status if status in queries.WEBHOOK_STATUSES else None
+    return redirect(url_for(".webhook_inbox", status=keep), 303)
 
 
 @bp.post("/webhooks/<int:event_id>/replay")
@@ -258,30 +262,6 @@ def replay_failed() -> Response:
     logger.info("failed webhooks replay queued by operator", extra={"count": count})
     flash(f"실패한 웹훅 {count}건을 다시 처리하도록 대기열에 넣었습니다.")
     return _back_to_inbox()
-
-
-@bp.record_once
-def _init_limiter(state: BlueprintSetupState) -> None:
-    """A Limiter per app (Flask-Limiter keeps its storage on the instance, and tests build many
-    apps); RATELIMIT_ENABLED=False turns it off. Defined after the routes: deferred setup runs
-    in definition order, and the login view must be registered before it is wrapped."""
-    app = state.app
-    if not app.config.setdefault("RATELIMIT_ENABLED", True):
-        return
-    limiter = Limiter(
-        get_remote_address,
-        storage_uri=app.config.get("RATELIMIT_STORAGE_URI")
-        or app.config.get("REDIS_URL")
-        or "memory://",
-        key_prefix="admin",
-        # Redis down: keep limiting per instance rather than locking operators out.
-        in_memory_fallback_enabled=True,
-    )
-    limiter.init_app(app)
-    endpoint = "admin.login_submit"
-    limit = app.config.get("ADMIN_LOGIN_LIMIT", LOGIN_LIMIT)
-    app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])
-    app.extensions["admin_limiter"] = limiter
 
 
 # -- template helpers -----------------------------------------------------------------------

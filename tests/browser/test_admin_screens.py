@@ -109,6 +109,8 @@ def test_operator_refunds_part_of_an_order(
         base_url=admin_server, locale="ko-KR", viewport={"width": 1280, "height": 900}
     )
     page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     try:
         log_in(page)
         page.get_by_role("navigation", name="관리자 메뉴").get_by_role("link", name="주문").click()
@@ -164,6 +166,8 @@ def test_operator_refunds_part_of_an_order(
         expect(page.get_by_test_id("webhooks-table")).to_be_visible()
         page.screenshot(path=str(screenshot_dir / "admin-webhooks.png"), full_page=True)
 
+        # Nothing on the console's pages is blocked by the Content-Security-Policy.
+        assert errors == []
         page.get_by_role("button", name="로그아웃").click()
         expect(page.get_by_role("heading", name="관리자 로그인")).to_be_visible()
         page.goto("/admin/orders")

@@ -1,0 +1,394 @@
+"""Two app instances (two gunicorn servers on two loopback ports) sharing one PostgreSQL
+database, in sandbox mode: the sandbox's state lives in that database too, so both servers talk
+to one Toss. Needs TEST_DATABASE_URL; each test migrates a fresh database of its own.
+
+Not here yet: the rate limit shared across instances (it comes with REDIS_URL); a test that both
+servers count one shopper's requests against one budget belongs here once it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.orm import Session
+
+from payments.models import AuditEntry, Order, Payment, WebhookEvent
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SHARED_SECRET_KEY = "two-instances-shared-secret-key"
+T = TypeVar("T")
+
+
+@pytest.fixture
+def postgres_url(pg_base_url: str | None, fresh_database_url: str) -> str:
+    if not pg_base_url:
+        pytest.skip("needs TEST_DATABASE_URL (PostgreSQL)")
+    return fresh_database_url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_env(database_url: str) -> dict[str, str]:
+    """Sandbox mode (no Toss keys), one SECRET_KEY for both servers, no embedded worker.
+
+    SANDBOX_* settings are app.config only (the environment cannot switch them), so each server
+    runs the sandbox's webhook sender: it delivers the sandbox's webhooks in-process to the
+    server that sends them, where they are only stored (WEBHOOK_WORKER_EMBEDDED=0)."""
+    drop = ("TOSS_", "DATABASE_URL", "APP_ENV", "SECRET_KEY", "PROMETHEUS_", "WEBHOOK_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(
+        APP_ENV="development",
+        DATABASE_URL=database_url,
+        SECRET_KEY=SHARED_SECRET_KEY,
+        WEBHOOK_WORKER_EMBEDDED="0",
+    )
+    return env
+
+
+def flask_cli(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [str(BIN / "flask"), "--app", "app", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@dataclass
+class Instance:
+    name: str
+    base: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int | None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return process.returncode
+
+
+@dataclass
+class Cluster:
+    a: Instance
+    b: Instance
+    engine: Engine
+    tmp: Path
+
+    def session(self) -> Session:
+        return Session(self.engine)
+
+
+@pytest.fixture
+def cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """`flask db upgrade` on a fresh database, then two gunicorn servers on it (the catalog is
+    seeded while they boot)."""
+    env = base_env(postgres_url)
+    flask_cli(env, "db", "upgrade")
+    started: list[Instance] = []
+    engine = create_engine(postgres_url)
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            server_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{name}")}
+            log = tmp_path / f"gunicorn-{name}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [str(BIN / "gunicorn"), "app:app", "-c", "gunicorn.conf.py", "-w", "1",
+                     "-b", f"127.0.0.1:{port}", *control_socket(tmp_path / f"{name}.ctl")],
+                    cwd=ROOT, env=server_env, stdout=out, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            started.append(Instance(name, f"http://127.0.0.1:{port}", server_env, process, log))
+        flask_cli(env, "seed")
+        for inst in started:
+            deadline = time.monotonic() + 30
+            while True:
+                assert inst.process.poll() is None, inst.output()
+                try:
+                    if requests.get(inst.base + "/", timeout=2).status_code == 200:
+                        break
+                except (requests.ConnectionError, requests.Timeout):
+                    pass
+                assert time.monotonic() < deadline, inst.output()
+                time.sleep(0.1)
+        yield Cluster(started[0], started[1], engine, tmp_path)
+    finally:
+        for inst in started:
+            if inst.process.poll() is None:
+                inst.process.send_signal(signal.SIGTERM)
+        for inst in started:
+            stop(inst.process)
+        engine.dispose()
+
+
+def control_socket(path: Path) -> list[str]:
+    """gunicorn ≥ 25 opens a control socket, by default one per user: one of its own each."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if any(s.name == "control_socket" for s in KNOWN_SETTINGS):
+        return ["--control-socket", str(path)]
+    return []
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def order_across_servers(cluster: Cluster, shopper: requests.Session) -> dict[str, str]:
+    """Fill the cart on A, order on B (one session, one CSRF secret): the checkout data."""
+    catalog = shopper.get(cluster.a.base + "/", timeout=10).text
+    product_id = re.search(r'data-product-id="(\d+)"', catalog).group(1)  # type: ignore[union-attr]
+    added = shopper.post(
+        cluster.a.base + "/cart",
+        data={"product_id": product_id, "quantity": "2", "csrf_token": csrf(catalog)},
+        timeout=10,
+    )
+    assert added.status_code == 200, added.text
+    cart = shopper.get(cluster.b.base + "/cart", timeout=10).text
+    assert f'data-product-id="{product_id}"' in cart  # B reads the cart A wrote
+    checkout = shopper.post(cluster.b.base + "/orders", data={"csrf_token": csrf(cart)}, timeout=10)
+    assert checkout.status_code == 200, checkout.text
+    assert re.search(r"/checkout/[A-Za-z0-9_-]{20,}$", checkout.url), checkout.url
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', checkout.text))
+
+
+def open_window(base: str, data: dict[str, str], method: str, scenario: str) -> str:
+    """What the widget and window do when the shopper finishes (once): the success URL."""
+    resp = requests.post(
+        base + "/sandbox/api/sessions",
+        json={
+            "clientKey": data["client-key"],
+            "orderId": data["order-id"],
+            "orderName": data["order-name"],
+            "amount": int(data["amount"]),
+            "successUrl": base + "/checkout/success",
+            "failUrl": base + "/checkout/fail",
+            "method": method,
+            "scenario": scenario,
+        },
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    redirect: str = resp.json()["redirectUrl"]
+    return redirect
+
+
+def run_together(calls: list[Callable[[], T]]) -> list[T]:
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(30)
+            results[i] = calls[i]()
+        except BaseException as exc:  # noqa: BLE001 — handed to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def transitions(session: Session, order_id: str) -> list[tuple[str | None, str | None, str]]:
+    rows = session.execute(
+        select(AuditEntry.from_status, AuditEntry.to_status, AuditEntry.source)
+        .join(Order, Order.id == AuditEntry.order_pk)
+        .where(Order.order_id == order_id, AuditEntry.event == "transition")
+        .order_by(AuditEntry.id)
+    ).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def toss_view(base: str, payment_key: str) -> dict[str, Any]:
+    resp = requests.get(f"{base}/sandbox/api/payments/{payment_key}", timeout=10)
+    assert resp.status_code == 200, resp.text
+    view: dict[str, Any] = resp.json()
+    return view
+
+
+# -- (a) one confirmation split across both servers -----------------------------------------------
+
+
+def test_confirmations_split_across_two_servers_confirm_once(cluster: Cluster) -> None:
+    shopper = requests.Session()
+    data = order_across_servers(cluster, shopper)
+    order_id, amount = data["order-id"], int(data["amount"])
+    success = open_window(cluster.a.base, data, "카드", "approve")
+    query = parse_qs(urlsplit(success).query)
+    payment_key = query["paymentKey"][0]
+    path_and_query = success[len(cluster.a.base) :]
+    body = {"paymentKey": payment_key, "orderId": order_id, "amount": amount}
+
+    def visit(base: str) -> Callable[[], tuple[str, int, str]]:
+        def call() -> tuple[str, int, str]:
+            resp = requests.get(base + path_and_query, allow_redirects=False, timeout=30)
+            return ("success", resp.status_code, resp.headers.get("Location", ""))
+
+        return call
+
+    def verify(base: str) -> Callable[[], tuple[str, int, str]]:
+        def call() -> tuple[str, int, str]:
+            resp = requests.post(base + "/api/payment/verify", json=body, timeout=30)
+            answer = resp.json()
+            return ("verify", resp.status_code, answer.get("status") or answer.get("code"))
+
+        return call
+
+    calls = [make(inst.base) for inst in (cluster.a, cluster.b) for make in (visit, verify)] * 4
+    answers = run_together(calls)
+
+    print(f"\n16 doors over two servers: {sorted(answers)}")
+    for door, status, detail in answers:
+        if door == "success":
+            assert status == 303, (door, status, detail)
+            assert f"/orders/{order_id}" in detail
+        else:
+            assert (status, detail) in ((200, "PAID"), (409, "PAYMENT_PENDING")), (status, detail)
+    view = toss_view(cluster.b.base, payment_key)
+    assert view["sandbox"]["confirmRequests"] == 1
+    assert (view["status"], view["orderId"], view["totalAmount"]) == ("DONE", order_id, amount)
+    with cluster.session() as s:
+        order = s.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
+        assert (order.status, order.payment_key) == ("PAID", payment_key)
+        moves = transitions(s, order_id)
+        assert [m[1] for m in moves] == ["CONFIRMING", "PAID"]
+        assert s.scalar(select(func.count()).select_from(Payment)) == 1
+    # The shopper's session (made on A, used on B) sees the paid order on either server.
+    for inst in (cluster.a, cluster.b):
+        page = shopper.get(f"{inst.base}/orders/{order_id}", timeout=10)
+        assert page.status_code == 200
+        assert 'data-status="PAID"' in page.text
+
+
+# -- (b) a webhook accepted by A, processed by a worker beside B ------------------------------
+
+
+def status_changed(order_id: str, payment_key: str, tid: str) -> tuple[bytes, dict[str, str]]:
+    body = {
+        "eventType": "PAYMENT_STATUS_CHANGED",
+        "createdAt": "2026-11-22T10:00:06.000000",
+        "data": {"paymentKey": payment_key, "orderId": order_id, "status": "DONE"},
+    }
+    headers = {
+        "Content-Type": "application/json",
+        "tosspayments-webhook-transmission-id": tid,
+        "tosspayments-webhook-transmission-time": "2026-11-22T10:00:06+09:00",
+        "tosspayments-webhook-transmission-retried-count": "0",
+    }
+    return json.dumps(body).encode(), headers
+
+
+def test_webhook_accepted_by_one_server_is_processed_by_a_worker_beside_the_other(
+    cluster: Cluster,
+) -> None:
+    shopper = requests.Session()
+    data = order_across_servers(cluster, shopper)
+    order_id = data["order-id"]
+    success = open_window(cluster.a.base, data, "가상계좌", "virtual_account")
+    payment_key = parse_qs(urlsplit(success).query)["paymentKey"][0]
+    landed = shopper.get(cluster.b.base + success[len(cluster.a.base) :], timeout=30)
+    assert 'data-status="AWAITING_DEPOSIT"' in landed.text
+
+    deposit = requests.post(
+        f"{cluster.a.base}/sandbox/api/virtual-accounts/{order_id}/deposit", timeout=10
+    )
+    assert deposit.status_code == 200, deposit.text
+    tid = "whtrans_two_instances_0001"
+    raw, headers = status_changed(order_id, payment_key, tid)
+    ack = requests.post(cluster.a.base + "/api/payment/webhook", data=raw, headers=headers)
+    assert ack.status_code == 200, ack.text
+
+    with cluster.session() as s:
+        event = s.execute(select(WebhookEvent).filter_by(transmission_id=tid)).scalar_one()
+        assert (event.status, event.payment_key) == ("PENDING", payment_key)
+        # Neither server processes webhooks (no embedded worker): the order waits.
+        status = s.execute(select(Order.status).filter_by(order_id=order_id)).scalar_one()
+        assert status == "AWAITING_DEPOSIT"
+
+    worker_env = {**cluster.b.env, "PROMETHEUS_MULTIPROC_DIR": str(cluster.tmp / "metrics-w")}
+    log = cluster.tmp / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [str(BIN / "flask"), "--app", "app", "payments", "worker", "--poll", "0.2"],
+            cwd=ROOT, env=worker_env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with cluster.session() as s:
+                event_status = s.execute(
+                    select(WebhookEvent.status).filter_by(transmission_id=tid)
+                ).scalar_one()
+                status = s.execute(select(Order.status).filter_by(order_id=order_id)).scalar_one()
+            if event_status == "DONE" and status == "PAID":
+                break
+            assert worker.poll() is None, log.read_text(errors="replace")
+            time.sleep(0.2)
+    finally:
+        code = stop(worker)
+    assert code == 0, log.read_text(errors="replace")  # SIGTERM: finishes the event in hand
+
+    with cluster.session() as s:
+        event = s.execute(select(WebhookEvent).filter_by(transmission_id=tid)).scalar_one()
+        assert event.status == "DONE", (event.status, event.result, event.last_error)
+        assert event.order_id == order_id
+        assert (event.result or "").startswith("Toss DONE:")
+        order = s.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
+        assert (order.status, order.payment_key) == ("PAID", payment_key)
+        moves = transitions(s, order_id)
+        assert moves[-1] == ("AWAITING_DEPOSIT", "PAID", "webhook")
+        assert [m[1] for m in moves].count("PAID") == 1
+        payment = s.execute(select(Payment).filter_by(payment_key=payment_key)).scalar_one()
+        assert (payment.status, payment.balance_amount) == ("DONE", order.amount)
+        outcomes = s.execute(select(WebhookEvent.kind, WebhookEvent.status)).all()
+        assert all(st in ("DONE", "PENDING") for _, st in outcomes), outcomes
+        print(f"\nwebhook events: {sorted(tuple(o) for o in outcomes)}; moves {moves}")
+    view = toss_view(cluster.a.base, payment_key)
+    assert view["status"] == "DONE"
+    assert view["sandbox"]["confirmRequests"] == 1
+
+
+# PLACEHOLDER (shared rate limit across instances): /api/payment/* is to be rate-limited with
+# its counters in Redis (REDIS_URL) so both servers spend one budget per client. When that
+# lands, add here: N requests split over cluster.a and cluster.b → the (limit + 1)-th answers
+# 429 TOO_MANY_REQUESTS whichever server it reaches. Deliberately no skipped stand-in test.
