@@ -434,16 +434,6 @@ class Case:
     after_reconcile: str = "PAID"
 
 
-BUG_MASKED_UNKNOWN = (
-    "BUG: payments/toss/client.py:149-154 TossClient._request re-raises only the LAST attempt's "
-    "error; "
-    "an earlier attempt whose outcome was unknown (Toss did the work, the answer was lost) "
-    "followed by retryable refusals (connect timeout / 429) is reported as outcome-known, and "
-    "payments/checkout.py:216 _confirm_failed (`if exc.retryable:`) puts the order back to PENDING "
-    "with payment_key=None, without a lookup, while Toss holds a DONE payment; reconcile only "
-    "finds it after ORDER_PAYABLE_MINUTES (60 min)"
-)
-
 CASES: dict[str, Any] = {
     # Nothing reached Toss, then Toss was reachable: paid in the same request.
     "connect_timeout_then_ok": Case(("connect_timeout",), (200, "PAID"), "PAID", 2),
@@ -494,7 +484,6 @@ CASES: dict[str, Any] = {
             3,
             lookup=("read_timeout",) * 3,
         ),  # fmt: skip
-        marks=pytest.mark.xfail(strict=True, reason=BUG_MASKED_UNKNOWN),
     ),
     "reset_then_429s": pytest.param(
         Case(
@@ -504,7 +493,6 @@ CASES: dict[str, Any] = {
             3,
             lookup=("read_timeout",) * 3,
         ),  # fmt: skip
-        marks=pytest.mark.xfail(strict=True, reason=BUG_MASKED_UNKNOWN),
     ),
 }
 

@@ -486,6 +486,46 @@ def test_read_timeout_exhausted_on_confirm_leaves_outcome_unknown(
     assert err.http_status is None
 
 
+@pytest.mark.parametrize(
+    "later",
+    [
+        {"body": requests.exceptions.ConnectTimeout()},
+        {"status": 429, "json": {"code": "TOO_MANY_REQUESTS", "message": "busy"}},
+    ],
+    ids=["connect-timeout", "429"],
+)
+def test_a_lost_answer_stays_unknown_when_later_tries_are_turned_away(
+    client: TossClient, rsps: responses.RequestsMock, later: dict[str, Any]
+) -> None:
+    """The first try may have confirmed; "busy" or "unreachable" afterwards says nothing."""
+    rsps.add(responses.POST, CONFIRM_URL, body=requests.exceptions.ReadTimeout())
+    rsps.add(responses.POST, CONFIRM_URL, **later)
+    rsps.add(responses.POST, CONFIRM_URL, **later)
+
+    with pytest.raises(TossError) as excinfo:
+        do_confirm(client)
+
+    assert len(rsps.calls) == 3
+    assert excinfo.value.outcome_unknown is True
+
+
+def test_a_definitive_answer_after_a_lost_one_is_believed(
+    client: TossClient, rsps: responses.RequestsMock
+) -> None:
+    """With the same Idempotency-Key, Toss's refusal is its answer about this very operation."""
+    rsps.add(responses.POST, CONFIRM_URL, body=requests.exceptions.ReadTimeout())
+    rsps.add(
+        responses.POST,
+        CONFIRM_URL,
+        status=403,
+        json={"code": "REJECT_CARD_PAYMENT", "message": "x"},
+    )
+    with pytest.raises(TossError) as excinfo:
+        do_confirm(client)
+    assert excinfo.value.code == "REJECT_CARD_PAYMENT"
+    assert excinfo.value.outcome_unknown is False
+
+
 def test_connect_timeout_means_nothing_happened(
     client: TossClient, rsps: responses.RequestsMock
 ) -> None:

@@ -146,11 +146,17 @@ class TossClient:
         payload = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
 
         attempt = 0
+        unknown = False
         while True:
             try:
                 return self._once(method, url, headers, payload)
             except TossError as exc:
+                # Once an attempt may have done the work, a later "busy" or unreachable answer
+                # (which says nothing about the operation) cannot make the outcome known again.
+                unknown = unknown or exc.outcome_unknown
                 if not exc.retryable or attempt >= self.max_retries:
+                    if unknown and exc.retryable and not exc.outcome_unknown:
+                        exc.outcome_unknown = True
                     raise
                 delay = self.backoff * (2**attempt)
                 attempt += 1
