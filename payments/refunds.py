@@ -32,6 +32,7 @@ REFUNDABLE = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED)
 VIRTUAL_ACCOUNT = "가상계좌"
 _BANK_RE = re.compile(r"^[0-9A-Z]{2,20}$")
 _ACCOUNT_RE = re.compile(r"^[0-9]{6,20}$")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,43}$")
 
 
 @dataclass(frozen=True)
@@ -77,16 +78,45 @@ def parse_refund_form(
     return amount, reason, account
 
 
+def refund_request_key(form: Mapping[str, str]) -> str | None:
+    """The one-time key a refund form carries (None when absent or malformed)."""
+    token = (form.get("refund_token") or "").strip()
+    return token if _TOKEN_RE.match(token) else None
+
+
 def request_refund(
     order_id: str,
     amount: int | None,
     reason: str,
     account: RefundAccountInput | None,
     operator: str,
+    *,
+    request_key: str | None = None,
 ) -> Refund:
-    """Refund `amount` (None: the whole remaining balance) of a paid order through Toss."""
-    refund = _open_refund(order_id, amount, reason, account, operator)
+    """Refund `amount` (None: the whole remaining balance) of a paid order through Toss.
+
+    `request_key` identifies one submitted form: a repeat (double click, resubmit) gets the
+    first refund's result instead of a second refund.
+    """
+    if request_key is not None:
+        earlier = db.session.execute(
+            select(Refund).where(Refund.refund_key == f"refund-{request_key}")
+        ).scalar_one_or_none()
+        if earlier is not None:
+            return _repeat(earlier, order_id)
+    refund = _open_refund(order_id, amount, reason, account, operator, request_key)
     return _call_toss(refund)
+
+
+def _repeat(refund: Refund, order_id: str) -> Refund:
+    if refund.order.order_id != order_id:
+        raise invalid("이 환불 요청은 다른 주문의 것입니다. (refund token of another order)")
+    if refund.status == "DONE":
+        return refund
+    if refund.status == "PENDING":
+        raise ServiceError("REFUND_PENDING", http_status=202)
+    code = refund.failure_code or "REFUND_FAILED"
+    raise ServiceError(code, refund.failure_message or message_for(code), 409)
 
 
 def _open_refund(
@@ -95,6 +125,7 @@ def _open_refund(
     reason: str,
     account: RefundAccountInput | None,
     operator: str,
+    request_key: str | None,
 ) -> Refund:
     order = find_order(order_id)
     if order is None:
@@ -118,7 +149,7 @@ def _open_refund(
         raise ServiceError("REFUND_ACCOUNT_REQUIRED", http_status=400)
     refund = Refund(
         order_pk=order.id,
-        refund_key=f"refund-{secrets.token_urlsafe(24)}",
+        refund_key=f"refund-{request_key or secrets.token_urlsafe(24)}",
         amount=wanted,
         full=wanted == balance,
         balance_before=balance,
@@ -235,4 +266,10 @@ def settle_pending(older_than_seconds: int = 60, limit: int = 100) -> dict[str, 
     return outcome
 
 
-__all__ = ["RefundAccountInput", "parse_refund_form", "request_refund", "settle_pending"]
+__all__ = [
+    "RefundAccountInput",
+    "parse_refund_form",
+    "refund_request_key",
+    "request_refund",
+    "settle_pending",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -35,8 +36,31 @@ def remember_order(order_id: str) -> None:
     session["orders"] = (owned + [order_id])[-MAX_REMEMBERED_ORDERS:]
 
 
+OPERATOR_IDLE_MINUTES = 30
+OPERATOR_SESSION_HOURS = 12
+
+
+def operator_session() -> str:
+    """ "active", "expired" (idle too long or too old) or "none" for this browser session."""
+    if session.get("operator") is not True:
+        return "none"
+    seen, started = session.get("operator_seen_at"), session.get("operator_login_at")
+    idle = current_app.config.get("ADMIN_IDLE_MINUTES", OPERATOR_IDLE_MINUTES) * 60
+    longest = current_app.config.get("ADMIN_SESSION_HOURS", OPERATOR_SESSION_HOURS) * 3600
+    now = time.time()
+    if (
+        not isinstance(seen, int | float)
+        or not isinstance(started, int | float)
+        or now - seen > idle
+        or now - started > longest
+    ):
+        return "expired"
+    return "active"
+
+
 def is_operator() -> bool:
-    return session.get("operator") is True
+    """An operator whose console session is still live (the idle timeout applies everywhere)."""
+    return operator_session() == "active"
 
 
 def can_view(order: Order) -> bool:

@@ -460,6 +460,16 @@ def test_idle_operator_is_logged_out(operator: FlaskClient) -> None:
     ).get_data(as_text=True)
 
 
+def test_idle_operator_loses_access_to_shoppers_orders_too(
+    app: Flask, operator: FlaskClient, place_order: Callable[..., str]
+) -> None:
+    order_id = place_order()  # the shopper's, not the operator's
+    assert operator.get(f"/orders/{order_id}").status_code == 200
+    with operator.session_transaction() as s:
+        s["operator_seen_at"] = int(time.time()) - 31 * 60
+    assert operator.get(f"/orders/{order_id}").status_code == 404
+
+
 def test_idle_minutes_are_configurable(database_url: str) -> None:
     app = admin_app(database_url, ADMIN_IDLE_MINUTES=5)
     try:
@@ -791,6 +801,34 @@ def test_card_payment_refund_form_has_no_account_fields(
 
 
 # -- refunds --------------------------------------------------------------------------------
+
+
+def test_a_double_clicked_refund_form_refunds_once(
+    app: Flask,
+    client: FlaskClient,
+    operator: FlaskClient,
+    toss: responses.RequestsMock,
+    order_factory: Callable[..., Order],
+) -> None:
+    key = "tpk_double_0001"
+    order = paid(client, toss, order_factory, key)
+    cancel = toss.post(
+        f"{TOSS}/v1/payments/{key}/cancel",
+        json=cancel_answer(order, key, 1000, order.amount - 1000),
+    )
+    page = operator.get(f"/admin/orders/{order.order_id}").get_data(as_text=True)
+    token = re.search(r'name="refund_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    form = {"amount": "1000", "reason": "고객 요청", "refund_token": token}
+
+    first = operator.post(f"/admin/orders/{order.order_id}/refunds", data=form)
+    second = operator.post(f"/admin/orders/{order.order_id}/refunds", data=form)
+
+    assert first.status_code == second.status_code == 303
+    assert cancel.call_count == 1
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(Refund)) == 1
+    fresh = operator.get(f"/admin/orders/{order.order_id}").get_data(as_text=True)
+    assert f'value="{token}"' not in fresh  # each rendered form gets a new key
 
 
 def test_full_refund_through_the_form(

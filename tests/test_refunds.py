@@ -397,3 +397,32 @@ def test_concurrent_refunds_never_exceed_the_paid_amount(sandbox_app: Flask) -> 
     # Our books and Toss's agree.
     assert toss_view["balanceAmount"] == amount - refunded == payment.balance_amount
     assert sum(c["cancelAmount"] for c in toss_view["cancels"] or []) == refunded
+
+
+def test_a_repeated_form_submit_refunds_once(
+    app: Flask, toss: responses.RequestsMock, order: Order
+) -> None:
+    cancel = toss.post(CANCEL, json=cancel_answer(order, order.amount - 2000, [2000]))
+    with app.app_context():
+        first = request_refund(order.order_id, 2000, "중복 클릭", None, "op", request_key="k" * 20)
+        again = request_refund(order.order_id, 2000, "중복 클릭", None, "op", request_key="k" * 20)
+        assert again.id == first.id
+        assert db.session.scalar(db.select(db.func.count()).select_from(Refund)) == 1
+    assert cancel.call_count == 1
+    assert load(app, order.order_id).payment.balance_amount == order.amount - 2000  # type: ignore[union-attr]
+
+
+def test_a_refund_key_of_another_order_is_refused(
+    app: Flask,
+    client: FlaskClient,
+    toss: responses.RequestsMock,
+    order: Order,
+    place_order: Callable[..., str],
+) -> None:
+    toss.post(CANCEL, json=cancel_answer(order, order.amount - 2000, [2000]))
+    with app.app_context():
+        request_refund(order.order_id, 2000, "x", None, "op", request_key="z" * 20)
+        other = place_order()
+        with pytest.raises(ServiceError) as exc:
+            request_refund(other, 2000, "x", None, "op", request_key="z" * 20)
+    assert exc.value.code == "INVALID_REQUEST"

@@ -10,6 +10,7 @@ render or redirect.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,9 +36,9 @@ from .. import dashboard as queries
 from .. import webhooks
 from ..errors import ServiceError
 from ..models import utcnow
-from ..refunds import parse_refund_form, request_refund
+from ..refunds import parse_refund_form, refund_request_key, request_refund
 from ..states import LABELS_KO
-from ..web import BANKS_KO, KST, is_operator
+from ..web import BANKS_KO, KST, is_operator, operator_session
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 # One shared password, so there is no operator identity beyond "the operator".
 OPERATOR = "admin"
 LOGIN_LIMIT = "5 per minute"
-IDLE_MINUTES = 30
-SESSION_HOURS = 12
 _SESSION_KEYS = ("operator", "operator_login_at", "operator_seen_at")
 _PUBLIC = frozenset({"admin.login", "admin.login_submit"})
 
@@ -115,21 +114,14 @@ def _guard() -> Response | None:
         abort(404)
     if request.endpoint in _PUBLIC:
         return None
-    if not is_operator():
+    state = operator_session()
+    if state == "none":
         return _to_login()
-    now = time.time()
-    seen, started = session.get("operator_seen_at"), session.get("operator_login_at")
-    idle = current_app.config.get("ADMIN_IDLE_MINUTES", IDLE_MINUTES) * 60
-    longest = current_app.config.get("ADMIN_SESSION_HOURS", SESSION_HOURS) * 3600
-    if (
-        not isinstance(seen, int | float)
-        or not isinstance(started, int | float)
-        or now - seen > idle
-        or now - started > longest
-    ):
+    if state == "expired":
         _end_operator_session()
         flash("오랫동안 사용하지 않아 로그아웃되었습니다. 다시 로그인해주세요.")
         return _to_login()
+    now = time.time()
     session["operator_seen_at"] = int(now)
     return None
 
@@ -206,7 +198,10 @@ def _detail_page(order_id: str, **ctx: Any) -> str:
     detail = queries.order_detail(order_id)
     if detail is None:
         abort(404)
-    return render_template("admin/order.html", d=detail, banks=BANKS_KO, **ctx)
+    # A fresh one-time key per rendered form: a double-clicked submit repeats it and is
+    # answered from the first refund instead of refunding again.
+    token = secrets.token_urlsafe(16)
+    return render_template("admin/order.html", d=detail, banks=BANKS_KO, refund_token=token, **ctx)
 
 
 @bp.get("/orders/<order_id>")
@@ -218,7 +213,10 @@ def order(order_id: str) -> str:
 def refund(order_id: str) -> Response | tuple[str, int]:
     try:
         amount, reason, account = parse_refund_form(request.form)
-        done = request_refund(order_id, amount, reason, account, OPERATOR)
+        done = request_refund(
+            order_id, amount, reason, account, OPERATOR,
+            request_key=refund_request_key(request.form),
+        )  # fmt: skip
     except ServiceError as exc:
         if exc.code == "ORDER_NOT_FOUND":
             abort(404)
