@@ -272,6 +272,8 @@ def load_config(
         "RATELIMIT_WEBHOOK": env.get("RATELIMIT_WEBHOOK", "").strip() or None,
         "RATELIMIT_SHOP": env.get("RATELIMIT_SHOP", "").strip() or None,
         "ADMIN_LOGIN_LIMIT": env.get("ADMIN_LOGIN_LIMIT", "").strip() or None,
+        # Namespace of the counters in Redis (several shops may share one server).
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "").strip() or "shop",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

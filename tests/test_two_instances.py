@@ -2,8 +2,7 @@
 database, in sandbox mode: the sandbox's state lives in that database too, so both servers talk
 to one Toss. Needs TEST_DATABASE_URL; each test migrates a fresh database of its own.
 
-Not here yet: the rate limit shared across instances (it comes with REDIS_URL); a test that both
-servers count one shopper's requests against one budget belongs here once it exists.
+The rate limit is shared too: with REDIS_URL both servers spend one budget per client.
 """
 
 from __future__ import annotations
@@ -17,7 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SHARED_SECRET_KEY = "two-instances-shared-secret-key"
 T = TypeVar("T")
+
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture
@@ -110,9 +114,15 @@ class Cluster:
 
 @pytest.fixture
 def cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    with running_cluster(postgres_url, tmp_path) as started:
+        yield started
+
+
+@contextmanager
+def running_cluster(postgres_url: str, tmp_path: Path, **extra_env: str) -> Iterator[Cluster]:
     """`flask db upgrade` on a fresh database, then two gunicorn servers on it (the catalog is
     seeded while they boot)."""
-    env = base_env(postgres_url)
+    env = {**base_env(postgres_url), **extra_env}
     flask_cli(env, "db", "upgrade")
     started: list[Instance] = []
     engine = create_engine(postgres_url)
@@ -388,7 +398,27 @@ def test_webhook_accepted_by_one_server_is_processed_by_a_worker_beside_the_othe
     assert view["sandbox"]["confirmRequests"] == 1
 
 
-# PLACEHOLDER (shared rate limit across instances): /api/payment/* is to be rate-limited with
-# its counters in Redis (REDIS_URL) so both servers spend one budget per client. When that
-# lands, add here: N requests split over cluster.a and cluster.b → the (limit + 1)-th answers
-# 429 TOO_MANY_REQUESTS whichever server it reaches. Deliberately no skipped stand-in test.
+def test_both_servers_spend_one_rate_limit_budget_in_redis(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception:  # noqa: BLE001 — any failure means no Redis here
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    prefix = f"two{uuid.uuid4().hex[:8]}"
+    with running_cluster(
+        postgres_url, tmp_path, REDIS_URL=REDIS_URL, RATELIMIT_CONFIRM="6 per minute",
+        RATELIMIT_KEY_PREFIX=prefix,
+    ) as both:  # fmt: skip
+        statuses = []
+        for i in range(8):
+            server = both.a if i % 2 == 0 else both.b
+            resp = requests.post(server.base + "/api/payment/verify", json={}, timeout=10)
+            statuses.append((server.name, resp.status_code, resp.json()["code"]))
+    assert [s[1] for s in statuses[:6]] == [400] * 6  # 3 on each server, one budget of 6
+    assert [s[1:] for s in statuses[6:]] == [(429, "TOO_MANY_REQUESTS")] * 2
+    assert {s[0] for s in statuses[6:]} == {"a", "b"}  # refused whichever server it reaches
