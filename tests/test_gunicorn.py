@@ -56,9 +56,9 @@ def gunicorn_shop(tmp_path: Path) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                requests.get(base + "/", timeout=2)
+                requests.get(base + "/", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.2)
         yield base
     finally:

@@ -157,9 +157,9 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                requests.get(base + "/", timeout=2)
+                requests.get(base + "/", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.2)
         yield base, tmp_path / "metrics"
     finally:
