@@ -148,6 +148,15 @@ def check_toss_keys(client_key: str, secret_key: str) -> None:
         )
 
 
+def variables_read() -> set[str]:
+    """Every environment variable the config consults (for docs and the .env.example test)."""
+    env = _ReadEnv({})
+    load_config(
+        environ=env, instance_path=os.path.join(os.path.dirname(__file__), "..", "instance")
+    )
+    return set(env.read)
+
+
 def load_config(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -158,7 +167,11 @@ def load_config(
         load_dotenv(override=False)
         environ = os.environ
     overrides = dict(overrides or {})
-    env = _ReadEnv({k: v for k, v in environ.items() if isinstance(v, str)})
+    env = (
+        environ
+        if isinstance(environ, _ReadEnv)
+        else _ReadEnv({k: v for k, v in environ.items() if isinstance(v, str)})
+    )
     # String overrides are offered as environment variables (tests use this); the ones the
     # config never reads, and all non-string ones, are set on the final config as they are.
     env.update({k: v for k, v in overrides.items() if isinstance(v, str)})
@@ -272,6 +285,8 @@ def load_config(
         "RATELIMIT_WEBHOOK": env.get("RATELIMIT_WEBHOOK", "").strip() or None,
         "RATELIMIT_SHOP": env.get("RATELIMIT_SHOP", "").strip() or None,
         "ADMIN_LOGIN_LIMIT": env.get("ADMIN_LOGIN_LIMIT", "").strip() or None,
+        "ADMIN_IDLE_MINUTES": _int(env, "ADMIN_IDLE_MINUTES", 30, 1),
+        "ADMIN_SESSION_HOURS": _int(env, "ADMIN_SESSION_HOURS", 12, 1),
         # Namespace of the counters in Redis (several shops may share one server).
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "").strip() or "shop",
         "SESSION_COOKIE_HTTPONLY": True,

@@ -11,7 +11,7 @@ import hmac
 import os
 import re
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -94,7 +94,7 @@ def metrics() -> Response:
         or (direct_local and not token)
     )
     if not allowed:
-        return Response("forbidden\n", 403, mimetype="text/plain")
+        abort(403)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

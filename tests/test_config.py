@@ -416,3 +416,22 @@ def test_create_app_refuses_production_without_secret_key(
         create_app({"APP_ENV": "production"})
 
     assert names_variable(str(excinfo.value), "SECRET_KEY")
+
+
+def test_env_example_lists_every_variable() -> None:
+    """Every variable the config reads (and gunicorn.conf.py) is documented in .env.example."""
+    import re
+
+    from payments.config import variables_read
+
+    root = Path(__file__).resolve().parents[1]
+    example = (root / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.M))
+    gunicorn = set(
+        re.findall(
+            r'os\.environ\.(?:get|setdefault)\(\s*"([A-Z_]+)"',
+            (root / "gunicorn.conf.py").read_text(),
+        )
+    )
+    missing = (variables_read() | gunicorn) - listed
+    assert missing == set()
