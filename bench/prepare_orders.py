@@ -8,6 +8,9 @@ amount=…`) one per line. The confirm itself is left to the load: each path con
 
     python bench/prepare_orders.py --count 2000 --base http://127.0.0.1:8000 --out paths.txt
 
+`--scenario slow_confirm` instead makes the sandbox hold each confirm's answer for
+SANDBOX_SLOW_CONFIRM_SECONDS (the payment is approved first), like a Toss that takes that long.
+
 Sandbox windows must be confirmed within 10 minutes: prepare right before the run.
 """
 
@@ -38,9 +41,12 @@ from payments.sandbox.service import (  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--base", required=True, help="the shop's origin, e.g. http://127.0.0.1:8000")
+    parser.add_argument(
+        "--base", required=True, help="the shop's origin, e.g. http://127.0.0.1:8000"
+    )
     parser.add_argument("--out", required=True)
     parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument("--scenario", default="approve", choices=["approve", "slow_confirm"])
     args = parser.parse_args()
 
     app = create_app()
@@ -72,10 +78,10 @@ def main() -> int:
                     "successUrl": args.base + "/checkout/success",
                     "failUrl": args.base + "/checkout/fail",
                     "customerKey": order.customer_key,
-                    "scenario": "approve",
+                    "scenario": args.scenario,
                 }
             )
-            redirect = finish_session(create_session(req, args.base), "approve")
+            redirect = finish_session(create_session(req, args.base), args.scenario)
             parts = urlsplit(redirect)
             if parts.path != "/checkout/success":
                 raise SystemExit(f"the sandbox did not approve: {redirect}")

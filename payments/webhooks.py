@@ -137,6 +137,9 @@ def accept_webhook(raw: bytes, headers: Mapping[str, str]) -> Accepted:
     )
     db.session.add(event)
     try:
+        # The id comes from the INSERT; read after the commit it would cost a reload of the row.
+        db.session.flush()
+        event_id = event.id
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -144,9 +147,9 @@ def accept_webhook(raw: bytes, headers: Mapping[str, str]) -> Accepted:
         logger.info("duplicate webhook ignored", extra={"kind": kind, "order_id": order_id})
         return Accepted(None, True, kind)
     metrics.WEBHOOKS_RECEIVED.labels(metrics.kind_label(kind), "no").inc()
-    logger.info("webhook stored", extra={"event_id": event.id, "kind": kind, "order_id": order_id})
+    logger.info("webhook stored", extra={"event_id": event_id, "kind": kind, "order_id": order_id})
     _wake_embedded_worker()
-    return Accepted(event.id, False, kind)
+    return Accepted(event_id, False, kind)
 
 
 def _header(headers: Mapping[str, str], name: str, limit: int) -> str | None:

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ..errors import ServiceError
-from ..extensions import db
-from ..models import Product
-from ..orders import cart_lines, change_cart, create_order, find_order
+from ..orders import cart_lines, catalog_items, change_cart, create_order, find_order
 from ..states import OrderStatus, Source
 from ..sync import settle_by_lookup
 from ..web import can_view, customer_key, remember_order
@@ -26,10 +23,7 @@ def _cart() -> dict[str, int]:
 
 @bp.get("/")
 def catalog() -> str:
-    products = db.session.execute(
-        select(Product).where(Product.active.is_(True)).order_by(Product.id)
-    ).scalars()
-    return render_template("shop/catalog.html", products=list(products))
+    return render_template("shop/catalog.html", products=catalog_items())
 
 
 @bp.get("/cart")
