@@ -105,6 +105,8 @@ def main() -> int:
         "TOSS_API_BASE": f"http://127.0.0.1:{toss.server_port}",
         "TOSS_MAX_RETRIES": "0",
         "WEBHOOK_WORKER_EMBEDDED": "0",
+        # The load is one client address; the webhook limit (1200/min per IP) would answer 429.
+        "RATELIMIT_WEBHOOK": "1000000 per minute",
     }
     bin_dir = Path(sys.executable).parent
     subprocess.run(
