@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from .config import SANDBOX_API_ORIGIN, ConfigError, load_config
-from .extensions import csrf, db, migrate
+from .extensions import csrf, db, migrate, ping_idle_connections
 from .toss import TossClient
 
 __all__ = ["ConfigError", "create_app", "toss_client"]
@@ -38,6 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         n = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            ping_idle_connections(engine)
     migrate.init_app(app, db, directory=_migrations_dir())
     csrf.init_app(app)
 

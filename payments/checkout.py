@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import metrics, toss_client
 from .errors import ServiceError, invalid, message_for
-from .extensions import db
+from .extensions import commit_as_written, db
 from .models import Order, utcnow
 from .orders import ORDER_ID_RE, find_order, record, transition
 from .states import SETTLED, OrderStatus, Source
@@ -106,7 +106,7 @@ def confirm_payment(req: ConfirmRequest, source: Source) -> Order:
 
 
 def _confirm(req: ConfirmRequest, source: Source) -> Order:
-    order = find_order(req.order_id)
+    order = find_order(req.order_id, with_payment=True)
     if order is None:
         raise ServiceError("ORDER_NOT_FOUND", http_status=404)
     if req.amount != order.amount:
@@ -156,9 +156,10 @@ def _confirm(req: ConfirmRequest, source: Source) -> Order:
                 "failure_message": None,
             },
         )
-        db.session.commit()
         if won:
+            commit_as_written()  # the order stays loaded for Toss's answer
             break
+        db.session.commit()
         db.session.refresh(order)
     else:
         raise ServiceError("PAYMENT_PENDING", http_status=409)
@@ -176,7 +177,7 @@ def _confirm_with_toss(order: Order, req: ConfirmRequest, key: str, source: Sour
         return _confirm_failed(order, req, exc, source)
     try:
         apply_payment(order, payment, source, answer_to_confirm=True)
-        db.session.commit()
+        commit_as_written()
     except SQLAlchemyError:
         # Toss took the money but we could not record it: the order stays CONFIRMING and
         # `reconcile` finishes it by lookup. Never report failure to the shopper here.

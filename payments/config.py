@@ -249,7 +249,6 @@ def load_config(
         "TESTING": app_env == "testing",
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "TOSS_CLIENT_KEY": client_key,
         "TOSS_SECRET_KEY": toss_secret,
         "TOSS_API_BASE": api_base,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 from flask_migrate import Migrate
@@ -10,6 +11,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
 # Stable constraint names so Alembic revisions are reproducible on SQLite and PostgreSQL.
@@ -27,6 +29,22 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+def commit_as_written() -> None:
+    """Commit, keeping the session's objects as this transaction wrote them.
+
+    A plain commit expires every object, and the next attribute read costs a SELECT of what we
+    just wrote. Use it only where every write went through a conditional UPDATE mirrored in
+    memory (`orders.transition`, the sandbox's `_move`) or an INSERT: those conditions, not the
+    in-memory copy, decide races with other writers, and a lost race expires the object.
+    """
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
 migrate = Migrate()
 csrf = CSRFProtect()
 
@@ -41,3 +59,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.execute("PRAGMA busy_timeout=10000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+
+
+# A pooled connection unused for longer than this is pinged before it is handed out. Pinging
+# every checkout (pool_pre_ping) cost a round trip per transaction: 8 per confirmation.
+IDLE_PING_SECONDS = 5.0
+
+
+def ping_idle_connections(engine: Engine, idle_seconds: float = IDLE_PING_SECONDS) -> None:
+    """Replace a server-side dropped connection (database restart, idle timeout, failover)
+    before use, pinging only connections that sat idle; a busy pool's connections were just
+    used. A failed ping makes the pool discard the connection and take a fresh one."""
+    if engine.dialect.name == "sqlite":
+        return  # a file does not hang up
+
+    def _fresh(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("pooled connection failed its ping") from exc
+
+    event.listen(engine, "connect", _fresh)
+    event.listen(engine, "checkin", _fresh)
+    event.listen(engine, "checkout", _checkout)

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .errors import ServiceError, invalid
@@ -110,10 +111,14 @@ def record(
     )
 
 
-def find_order(order_id: str) -> Order | None:
+def find_order(order_id: str, *, with_payment: bool = False) -> Order | None:
+    """The order with this orderId; `with_payment` loads its payment row in the same query."""
     if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id):
         return None
-    return db.session.execute(select(Order).where(Order.order_id == order_id)).scalar_one_or_none()
+    query = select(Order).where(Order.order_id == order_id)
+    if with_payment:
+        query = query.options(joinedload(Order.payment))
+    return db.session.execute(query).scalar_one_or_none()
 
 
 # -- catalog --------------------------------------------------------------------------------

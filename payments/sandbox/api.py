@@ -118,6 +118,8 @@ def confirm() -> Response:
         response = json_response(result.payment)
         if result.delay > 0:
             # The payment is DONE and committed; only the answer is late (client timeouts).
+            # The key stays PROCESSING meanwhile: a repeat gets 409, as from Toss.
+            db.session.commit()
             db.session.close()
             time.sleep(result.delay)
         return response

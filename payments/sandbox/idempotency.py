@@ -49,26 +49,35 @@ def _processing_timeout() -> timedelta:
 def run(
     key: str | None, secret_key: str, method: str, url: str, work: Callable[[], Response]
 ) -> Response:
-    """Run `work` at most once per identity; replay or 409 for repeats."""
+    """Run `work` at most once per identity; replay or 409 for repeats.
+
+    Writes `work` leaves uncommitted commit together with the stored answer, so the payment
+    and the answer a retry replays are one transaction. A refusal (SandboxError) or a 5xx
+    commits nothing of the work's own.
+    """
     if key is None:
-        return work()
+        return _finish(None, work)
     check_key(key)
     ident = identity(key, secret_key, method, url)
     reserved = _reserve(ident)
     if isinstance(reserved, Response):
         return reserved  # the first answer, replayed
-    row_id = reserved
+    return _finish(reserved, work)
+
+
+def _finish(row_id: int | None, work: Callable[[], Response]) -> Response:
     try:
         response = work()
     except SandboxError as exc:
+        db.session.rollback()
         response = _json_response(exc.status, exc.body())
     except BaseException:
         _release(row_id)
         raise
     if response.status_code >= 500:
         _release(row_id)
-    else:
-        db.session.rollback()  # whatever the work left open is not ours to commit
+        return response
+    if row_id is not None:
         db.session.execute(
             update(SandboxIdempotencyKey)
             .where(SandboxIdempotencyKey.id == row_id)
@@ -79,7 +88,7 @@ def run(
             )
             .execution_options(synchronize_session=False)
         )
-        db.session.commit()
+    db.session.commit()
     return response
 
 
@@ -91,8 +100,10 @@ def _reserve(ident: str) -> int | Response:
         )
         db.session.add(row)
         try:
+            db.session.flush()
+            row_id = row.id  # before the commit expires the row
             db.session.commit()
-            return row.id
+            return row_id
         except IntegrityError:
             db.session.rollback()
         existing = db.session.scalar(
@@ -126,10 +137,13 @@ def _stale(row: SandboxIdempotencyKey, t: datetime) -> bool:
     return row.state == "PROCESSING" and row.created_at + _processing_timeout() <= t
 
 
-def _release(row_id: int) -> None:
+def _release(row_id: int | None) -> None:
     db.session.rollback()
-    db.session.execute(delete(SandboxIdempotencyKey).where(SandboxIdempotencyKey.id == row_id))
-    db.session.commit()
+    if row_id is not None:
+        db.session.execute(
+            delete(SandboxIdempotencyKey).where(SandboxIdempotencyKey.id == row_id)
+        )
+        db.session.commit()
 
 
 def _json_response(status: int, body: object) -> Response:

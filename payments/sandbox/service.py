@@ -18,8 +18,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
-from ..extensions import db
+from ..extensions import commit_as_written, db
 from . import webhooks
 from .core import (
     API_VERSION,
@@ -355,8 +357,15 @@ def find_payment(payment_key: str) -> SandboxPayment | None:
     """The payment with this paymentKey (windows not finished yet have none)."""
     if not payment_key or len(payment_key) > 200:
         return None
-    return db.session.scalar(
-        select(SandboxPayment).where(SandboxPayment.payment_key == payment_key)
+    # With its cancels: every answer is a Payment object, which lists them.
+    return (
+        db.session.execute(
+            select(SandboxPayment)
+            .where(SandboxPayment.payment_key == payment_key)
+            .options(joinedload(SandboxPayment.cancels))
+        )
+        .unique()
+        .scalar_one_or_none()
     )
 
 
@@ -393,27 +402,35 @@ def _move(
     *,
     extra_where: tuple[Any, ...] = (),
     deposit_callback: bool = False,
+    commit: bool = True,
 ) -> bool:
-    """Conditionally move `payment` out of `from_status`, with its webhooks; commit.
+    """Conditionally move `payment` out of `from_status`, with its webhooks; commit unless
+    told not to (the caller's transaction then carries the move).
 
     False (and nothing written) when another request moved it first.
     """
+    fields = {"updated_at": now(), **values}
     result = db.session.execute(
         update(SandboxPayment)
         .where(SandboxPayment.id == payment.id, SandboxPayment.status == from_status, *extra_where)
-        .values(updated_at=now(), **values)
+        .values(**fields)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         db.session.rollback()
         db.session.refresh(payment)
         return False
-    db.session.refresh(payment)
+    for name, value in fields.items():
+        # Mirror the UPDATE (plain values only) instead of reading the row back.
+        set_committed_value(payment, name, value)
     if payment.payment_key:
         webhooks.enqueue_status_changed(payment, payment_json(payment))
         if deposit_callback:
             webhooks.enqueue_deposit_callback(payment)
-    db.session.commit()
+    if commit:
+        commit_as_written()
+    else:
+        db.session.flush()
     return True
 
 
@@ -471,7 +488,10 @@ class ConfirmResult:
 
 
 def confirm(body: Any, secret_family: str, slow_seconds: float) -> ConfirmResult:
-    """POST /v1/payments/confirm: approve an authenticated payment, at most once."""
+    """POST /v1/payments/confirm: approve an authenticated payment, at most once.
+
+    The approval is flushed, not committed: the caller (idempotency.run) commits it together
+    with the answer it stores."""
     if not isinstance(body, dict):
         raise _invalid("JSON 본문이 필요합니다.")
     payment_key = body.get("paymentKey")
@@ -557,7 +577,8 @@ def confirm(body: Any, secret_family: str, slow_seconds: float) -> ConfirmResult
             "card_issuer_code": "71",
         }
     try:
-        won = _move(payment, IN_PROGRESS, values)
+        # Left for idempotency.run to commit with the stored answer.
+        won = _move(payment, IN_PROGRESS, values, commit=False)
     except IntegrityError:
         # Another window of this orderId was confirmed first (confirmed_order_id is unique).
         db.session.rollback()
