@@ -1,7 +1,8 @@
 """Per-request database work that bench/run.py showed to matter, pinned by counting statements.
 
 Nothing here is timed: the benchmark measures speed; these tests keep the fixes it led to (the
-catalog read once per cache period, the webhook ack as a single INSERT) from quietly coming back.
+catalog read once per cache period, the webhook ack as a single INSERT, a confirmation that never
+reads back what it wrote) from quietly coming back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import responses
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
@@ -19,6 +21,8 @@ from sqlalchemy import event
 import payments.orders
 from payments.extensions import db
 from payments.models import Order, Product, WebhookEvent
+from tests.conftest import CONFIRM_URL, payment_json
+from tests.test_sandbox_api import basic, dispose, open_payment, sandbox_app
 
 
 @contextmanager
@@ -95,3 +99,84 @@ def test_webhook_ack_is_one_insert(app: Flask, client: FlaskClient) -> None:
     assert seen[0].upper().startswith("INSERT INTO WEBHOOK_EVENTS")
     with app.app_context():
         assert db.session.scalars(db.select(WebhookEvent.order_id)).all() == ["order-work-0001"]
+
+
+def verbs(seen: list[str]) -> list[str]:
+    """"UPDATE orders", "INSERT audit_entries", … for each statement."""
+    out = []
+    for sql in seen:
+        words = sql.replace('"', "").split()
+        table = {"SELECT": "", "UPDATE": words[1], "INSERT": words[2]}.get(words[0].upper(), "")
+        out.append(f"{words[0].upper()} {table}".strip())
+    return out
+
+
+def test_confirmation_reads_the_order_once_and_never_reads_back_its_writes(
+    app: Flask,
+    client: FlaskClient,
+    place_order: Any,
+    toss: responses.RequestsMock,
+) -> None:
+    order_id = place_order()
+    with app.app_context():
+        amount = db.session.scalars(db.select(Order.amount).filter_by(order_id=order_id)).one()
+    toss.add(responses.POST, CONFIRM_URL, json=payment_json(order_id, amount, "tpk_work_0001"))
+    url = (
+        f"/checkout/success?paymentType=NORMAL&orderId={order_id}"
+        f"&paymentKey=tpk_work_0001&amount={amount}"
+    )
+    with statements(app) as seen:
+        resp = client.get(url)
+    assert resp.status_code == 303
+    assert f"/orders/{order_id}" in resp.headers["Location"]
+    # The intent (CONFIRMING) and Toss's answer (PAID + payment row) in two transactions; the
+    # single SELECT loads the order with its payment row.
+    assert verbs(seen) == [
+        "SELECT",
+        "UPDATE orders",
+        "INSERT audit_entries",
+        "UPDATE orders",
+        "INSERT audit_entries",
+        "INSERT payments",
+    ]
+    with app.app_context():
+        order = db.session.scalars(db.select(Order).filter_by(order_id=order_id)).one()
+        assert order.status == "PAID"
+        assert order.payment is not None
+        assert order.payment.payment_key == "tpk_work_0001"
+
+
+def test_sandbox_approval_is_one_read_and_commits_with_its_stored_answer(
+    database_url: str,
+) -> None:
+    app = sandbox_app(database_url)
+    try:
+        client = app.test_client()
+        payment_key, order_id, amount = open_payment(client)
+        with statements(app) as seen:
+            resp = client.post(
+                "/sandbox/v1/payments/confirm",
+                json={"paymentKey": payment_key, "orderId": order_id, "amount": amount},
+                headers={**basic(), "Idempotency-Key": "work-1"},
+            )
+        assert resp.status_code == 200
+        assert resp.get_json()["status"] == "DONE"
+        # Reserve the key; then the approval (which also counts the request), its webhook and
+        # the stored answer commit together.
+        assert verbs(seen) == [
+            "INSERT sandbox_idempotency_keys",
+            "SELECT",
+            "UPDATE sandbox_payments",
+            "INSERT sandbox_webhooks",
+            "UPDATE sandbox_idempotency_keys",
+        ]
+        view = client.get(f"/sandbox/api/payments/{payment_key}").get_json()
+        assert view["sandbox"]["confirmRequests"] == 1
+        replay = client.post(
+            "/sandbox/v1/payments/confirm",
+            json={"paymentKey": payment_key, "orderId": order_id, "amount": amount},
+            headers={**basic(), "Idempotency-Key": "work-1"},
+        )
+        assert replay.get_data() == resp.get_data()
+    finally:
+        dispose(app)

@@ -739,6 +739,22 @@ def test_sessions_helper_accepts_the_edges(client: FlaskClient) -> None:
     assert error(client.post("/sandbox/api/sessions", data="x"))[0] == 400
 
 
+def test_every_confirm_request_counts_once_whatever_its_answer(client: FlaskClient) -> None:
+    payment_key, order_id, amount = open_payment(client)
+    forced = confirm(
+        client, payment_key, order_id, amount, headers={"TossPayments-Test-Code": "FDS_ERROR"}
+    )
+    assert error(forced)[1] == "FDS_ERROR"
+    assert confirm(client, payment_key, order_id, amount, key="k1").status_code == 200
+    again = confirm(client, payment_key, order_id, amount, key="k2")
+    assert error(again) == (400, "ALREADY_PROCESSED_PAYMENT")
+    replay = confirm(client, payment_key, order_id, amount, key="k1")
+    assert replay.status_code == 200
+    view = client.get(f"/sandbox/api/payments/{payment_key}").get_json()
+    assert view["status"] == "DONE"
+    assert view["sandbox"]["confirmRequests"] == 4
+
+
 def test_sandbox_view_counts_confirms_and_webhooks(app: Flask, client: FlaskClient) -> None:
     payment_key, order_id, amount = open_payment(client)
     confirm(client, payment_key, order_id, amount + 1)

@@ -104,27 +104,42 @@ def _unexpected(exc: Exception) -> Response:
 
 @bp.post("/payments/confirm")
 def confirm() -> Response:
-    """Approve a payment the shopper authenticated in the window."""
+    """Approve a payment the shopper authenticated in the window.
+
+    Every request that gets this far counts in the payment's confirm_requests: an approval in
+    its own UPDATE, anything else (a refusal, a replay, a 409) on its own afterwards.
+    """
     auth = authenticate()
     key = request.headers.get("Idempotency-Key")
     idempotency.check_key(key)
     body = _body()
-    service.count_confirm_request(body.get("paymentKey") if isinstance(body, dict) else None)
-    raise_test_code()
-    slow = float(current_app.config.get("SANDBOX_SLOW_CONFIRM_SECONDS", 35))
+    counted = False
+    response: Response | None = None
+    try:
+        raise_test_code()
+        slow = float(current_app.config.get("SANDBOX_SLOW_CONFIRM_SECONDS", 35))
 
-    def work() -> Response:
-        result = service.confirm(body, auth.family, slow)
-        response = json_response(result.payment)
-        if result.delay > 0:
-            # The payment is DONE and committed; only the answer is late (client timeouts).
-            # The key stays PROCESSING meanwhile: a repeat gets 409, as from Toss.
-            db.session.commit()
-            db.session.close()
-            time.sleep(result.delay)
+        def work() -> Response:
+            nonlocal counted
+            result = service.confirm(body, auth.family, slow)
+            counted = result.counted
+            answer = json_response(result.payment)
+            if result.delay > 0:
+                # The payment is DONE and committed; only the answer is late (client
+                # timeouts). The key stays PROCESSING meanwhile: a repeat gets 409, as from
+                # Toss.
+                db.session.commit()
+                db.session.close()
+                time.sleep(result.delay)
+            return answer
+
+        response = idempotency.run(key, auth.secret_key, "POST", _url(), work)
         return response
-
-    return idempotency.run(key, auth.secret_key, "POST", _url(), work)
+    finally:
+        if not (counted and response is not None and response.status_code < 500):
+            service.count_confirm_request(
+                body.get("paymentKey") if isinstance(body, dict) else None
+            )
 
 
 @bp.get("/payments/<payment_key>")

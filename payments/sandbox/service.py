@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql import ClauseElement
 
 from ..extensions import commit_as_written, db
 from . import webhooks
@@ -421,8 +422,12 @@ def _move(
         db.session.refresh(payment)
         return False
     for name, value in fields.items():
-        # Mirror the UPDATE (plain values only) instead of reading the row back.
-        set_committed_value(payment, name, value)
+        # Mirror the UPDATE instead of reading the row back; a SQL expression's result is
+        # read on first use.
+        if isinstance(value, ClauseElement):
+            db.session.expire(payment, [name])
+        else:
+            set_committed_value(payment, name, value)
     if payment.payment_key:
         webhooks.enqueue_status_changed(payment, payment_json(payment))
         if deposit_callback:
@@ -485,6 +490,8 @@ class ConfirmResult:
     payment: dict[str, Any]
     # slow_confirm: seconds to wait before answering (the work is already committed).
     delay: float = 0.0
+    # The approval's UPDATE counted this request in confirm_requests.
+    counted: bool = False
 
 
 def confirm(body: Any, secret_family: str, slow_seconds: float) -> ConfirmResult:
@@ -557,6 +564,7 @@ def confirm(body: Any, secret_family: str, slow_seconds: float) -> ConfirmResult
         "approved_at": t,
         "confirmed_order_id": payment.order_id,
         "last_transaction_key": new_transaction_key(),
+        "confirm_requests": SandboxPayment.confirm_requests + 1,
     }
     if payment.method == VIRTUAL_ACCOUNT:
         values |= {
@@ -590,7 +598,7 @@ def confirm(body: Any, secret_family: str, slow_seconds: float) -> ConfirmResult
         extra={"payment_key": payment.payment_key, "status": payment.status},
     )
     delay = slow_seconds if scenario == "slow_confirm" else 0.0
-    return ConfirmResult(payment_json(payment), delay)
+    return ConfirmResult(payment_json(payment), delay, counted=True)
 
 
 def _confirm_lost_race(payment: SandboxPayment) -> ConfirmResult:
@@ -791,7 +799,8 @@ def sandbox_view(payment: SandboxPayment) -> dict[str, Any]:
 
 
 def count_confirm_request(payment_key: Any) -> None:
-    """Count a confirm request that reached the sandbox for `payment_key` (if it exists)."""
+    """Count a confirm request that reached the sandbox for `payment_key` (if it exists), in
+    its own transaction: for every request the approval's UPDATE did not count."""
     if not isinstance(payment_key, str) or not payment_key or len(payment_key) > 200:
         return
     db.session.execute(
