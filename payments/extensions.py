@@ -45,6 +45,8 @@ def commit_as_written() -> None:
         session.commit()
     finally:
         session.expire_on_commit = True
+
+
 migrate = Migrate()
 csrf = CSRFProtect()
 

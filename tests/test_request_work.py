@@ -102,7 +102,7 @@ def test_webhook_ack_is_one_insert(app: Flask, client: FlaskClient) -> None:
 
 
 def verbs(seen: list[str]) -> list[str]:
-    """"UPDATE orders", "INSERT audit_entries", … for each statement."""
+    """Each statement as its verb and, for writes, its table ("UPDATE orders")."""
     out = []
     for sql in seen:
         words = sql.replace('"', "").split()

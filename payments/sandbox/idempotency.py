@@ -140,9 +140,7 @@ def _stale(row: SandboxIdempotencyKey, t: datetime) -> bool:
 def _release(row_id: int | None) -> None:
     db.session.rollback()
     if row_id is not None:
-        db.session.execute(
-            delete(SandboxIdempotencyKey).where(SandboxIdempotencyKey.id == row_id)
-        )
+        db.session.execute(delete(SandboxIdempotencyKey).where(SandboxIdempotencyKey.id == row_id))
         db.session.commit()
 
 
