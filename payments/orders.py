@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .errors import ServiceError, invalid
-from .extensions import db
+from .extensions import db, update_if_status
 from .models import AuditEntry, Order, OrderLine, Product, utcnow
 from .states import OrderStatus, Source, can_move
 
@@ -27,6 +27,10 @@ MAX_QUANTITY = 99
 MAX_CART_LINES = 30
 # Far above any real basket; keeps arithmetic and Toss's own limits out of reach of abuse.
 MAX_ORDER_AMOUNT = 100_000_000
+
+
+ORDERS: Table = Order.__table__  # type: ignore[assignment]
+AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
 
 
 class InvalidTransition(RuntimeError):
@@ -47,38 +51,34 @@ def transition(
     """Move `order` to `to` if it is still in the status we read; False when another writer won.
 
     The conditional UPDATE lets the database decide races between tabs, the API, webhooks and
-    workers. The caller commits; the audit row joins the same transaction.
+    workers. The caller commits; the audit row joins the same transaction (inserted here, after
+    any pending `record` rows, so the timeline keeps its order).
     """
     src = OrderStatus(order.status)
     if not can_move(src, to):
         raise InvalidTransition(f"{order.order_id}: {src} → {to} is not allowed")
     now = utcnow()
     fields: dict[str, Any] = {"status": to.value, "updated_at": now, **(values or {})}
-    result = db.session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status == src.value)
-        .values(**fields)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not update_if_status(ORDERS, order.id, src.value, fields):
         db.session.expire(order)
         return False
     for name, value in fields.items():
         # Mirror the UPDATE in memory without marking the object dirty.
         set_committed_value(order, name, value)
-    db.session.add(
-        AuditEntry(
-            order_pk=order.id,
-            event="transition",
-            from_status=src.value,
-            to_status=to.value,
-            source=source.value,
-            payment_key=payment_key or order.payment_key,
-            transaction_key=transaction_key,
-            code=code,
-            detail=detail,
-            created_at=now,
-        )
+    db.session.execute(
+        insert(AUDIT),
+        {
+            "order_pk": order.id,
+            "event": "transition",
+            "from_status": src.value,
+            "to_status": to.value,
+            "source": source.value,
+            "payment_key": payment_key or order.payment_key,
+            "transaction_key": transaction_key,
+            "code": code,
+            "detail": detail,
+            "created_at": now,
+        },
     )
     logger.info(
         "order status changed",

@@ -907,3 +907,15 @@ def test_toss_client_over_http(live_sandbox: str, client: FlaskClient) -> None:
     with pytest.raises(TossError) as exc:
         wrong.get_payment(slow_key)
     assert (exc.value.code, exc.value.http_status) == ("UNAUTHORIZED_KEY", 401)
+
+
+def test_sandbox_ids_are_uniform_over_their_alphabet() -> None:
+    from payments.sandbox.core import _random, digits, new_payment_key
+
+    sample = "".join(_random("abc", 30) for _ in range(2000))
+    counts = {ch: sample.count(ch) for ch in "abc"}
+    assert set(sample) == {"a", "b", "c"}
+    assert all(abs(n - 20_000) < 1_000 for n in counts.values()), counts
+    assert re.fullmatch(r"tviva[A-Za-z0-9]{24}", new_payment_key())
+    assert re.fullmatch(r"[0-9]{8}", digits(8))
+    assert len({new_payment_key() for _ in range(1000)}) == 1000

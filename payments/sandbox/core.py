@@ -205,7 +205,14 @@ class SandboxError(Exception):
 
 
 def _random(alphabet: str, n: int) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(n))
+    """`n` uniform characters of `alphabet` from one urandom read (secrets.choice reads once
+    per character); bytes past the largest multiple of the alphabet's size are skipped."""
+    size = len(alphabet)
+    limit = 256 - 256 % size
+    out: list[str] = []
+    while len(out) < n:
+        out.extend(alphabet[b % size] for b in secrets.token_bytes(2 * n) if b < limit)
+    return "".join(out[:n])
 
 
 def new_payment_key() -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import Response, current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -24,6 +24,19 @@ from .core import IDEMPOTENCY_TTL, MAX_IDEMPOTENCY_KEY, SandboxError, now
 from .models import SandboxIdempotencyKey
 
 logger = logging.getLogger(__name__)
+
+KEYS: Table = SandboxIdempotencyKey.__table__  # type: ignore[assignment]
+# Core statements built once: every sandbox POST runs both.
+_RESERVE = insert(KEYS).returning(KEYS.c.id)
+_STORE_ANSWER = (
+    update(KEYS)
+    .where(KEYS.c.id == bindparam("row_id"))
+    .values(
+        state="DONE",
+        response_status=bindparam("status", type_=KEYS.c.response_status.type),
+        response_body=bindparam("body", type_=KEYS.c.response_body.type),
+    )
+)
 
 # A PROCESSING row older than this belongs to a request that died: the key is free again.
 DEFAULT_PROCESSING_TIMEOUT = 120.0
@@ -79,14 +92,12 @@ def _finish(row_id: int | None, work: Callable[[], Response]) -> Response:
         return response
     if row_id is not None:
         db.session.execute(
-            update(SandboxIdempotencyKey)
-            .where(SandboxIdempotencyKey.id == row_id)
-            .values(
-                state="DONE",
-                response_status=response.status_code,
-                response_body=response.get_data(as_text=True),
-            )
-            .execution_options(synchronize_session=False)
+            _STORE_ANSWER,
+            {
+                "row_id": row_id,
+                "status": response.status_code,
+                "body": response.get_data(as_text=True),
+            },
         )
     db.session.commit()
     return response
@@ -95,13 +106,16 @@ def _finish(row_id: int | None, work: Callable[[], Response]) -> Response:
 def _reserve(ident: str) -> int | Response:
     for _ in range(5):
         t = now()
-        row = SandboxIdempotencyKey(
-            identity=ident, state="PROCESSING", created_at=t, expires_at=t + IDEMPOTENCY_TTL
-        )
-        db.session.add(row)
         try:
-            db.session.flush()
-            row_id = row.id  # before the commit expires the row
+            row_id: int = db.session.execute(
+                _RESERVE,
+                {
+                    "identity": ident,
+                    "state": "PROCESSING",
+                    "created_at": t,
+                    "expires_at": t + IDEMPOTENCY_TTL,
+                },
+            ).scalar_one()
             db.session.commit()
             return row_id
         except IntegrityError:

@@ -16,13 +16,12 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql import ClauseElement
 
-from ..extensions import commit_as_written, db
+from ..extensions import commit_as_written, db, update_if_status
 from . import webhooks
 from .core import (
     API_VERSION,
@@ -82,6 +81,7 @@ SCENARIO_HINTS: dict[str, str] = {
     "provider_error": "첫 승인 요청은 500 오류, 같은 멱등키로 다시 요청하면 승인됩니다.",
     "slow_confirm": "승인은 완료되지만 응답이 늦게 도착합니다 (타임아웃 재현).",
 }
+PAYMENTS: Table = SandboxPayment.__table__  # type: ignore[assignment]
 METHOD_LABELS = {CARD: "카드", VIRTUAL_ACCOUNT: "가상계좌"}
 _METHOD_ALIASES = {
     "CARD": CARD,
@@ -401,33 +401,26 @@ def _move(
     from_status: str,
     values: Mapping[str, Any],
     *,
-    extra_where: tuple[Any, ...] = (),
+    increment: tuple[str, ...] = (),
     deposit_callback: bool = False,
     commit: bool = True,
 ) -> bool:
-    """Conditionally move `payment` out of `from_status`, with its webhooks; commit unless
-    told not to (the caller's transaction then carries the move).
+    """Conditionally move `payment` out of `from_status` (setting `values`, adding 1 to the
+    `increment` columns), with its webhooks; commit unless told not to (the caller's
+    transaction then carries the move).
 
     False (and nothing written) when another request moved it first.
     """
     fields = {"updated_at": now(), **values}
-    result = db.session.execute(
-        update(SandboxPayment)
-        .where(SandboxPayment.id == payment.id, SandboxPayment.status == from_status, *extra_where)
-        .values(**fields)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not update_if_status(PAYMENTS, payment.id, from_status, fields, increment=increment):
         db.session.rollback()
         db.session.refresh(payment)
         return False
     for name, value in fields.items():
-        # Mirror the UPDATE instead of reading the row back; a SQL expression's result is
-        # read on first use.
-        if isinstance(value, ClauseElement):
-            db.session.expire(payment, [name])
-        else:
-            set_committed_value(payment, name, value)
+        # Mirror the UPDATE instead of reading the row back.
+        set_committed_value(payment, name, value)
+    if increment:
+        db.session.expire(payment, list(increment))  # read on first use
     if payment.payment_key:
         webhooks.enqueue_status_changed(payment, payment_json(payment))
         if deposit_callback:
@@ -564,7 +557,6 @@ def confirm(body: Any, secret_family: str, slow_seconds: float) -> ConfirmResult
         "approved_at": t,
         "confirmed_order_id": payment.order_id,
         "last_transaction_key": new_transaction_key(),
-        "confirm_requests": SandboxPayment.confirm_requests + 1,
     }
     if payment.method == VIRTUAL_ACCOUNT:
         values |= {
@@ -585,8 +577,8 @@ def confirm(body: Any, secret_family: str, slow_seconds: float) -> ConfirmResult
             "card_issuer_code": "71",
         }
     try:
-        # Left for idempotency.run to commit with the stored answer.
-        won = _move(payment, IN_PROGRESS, values, commit=False)
+        # Counts this request; left for idempotency.run to commit with the stored answer.
+        won = _move(payment, IN_PROGRESS, values, increment=("confirm_requests",), commit=False)
     except IntegrityError:
         # Another window of this orderId was confirmed first (confirmed_order_id is unique).
         db.session.rollback()
