@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +60,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 TARGETS: dict[str, dict[str, Any]] = {
     "catalog": {"ratio": 0.50, "baseline": "baseline_page"},
     "webhook": {"ratio": 0.60, "baseline": "baseline_insert", "p99_ms": 100.0},
-    "confirm": {"ratio": 0.25, "baseline": "baseline_insert"},
+    # Its own rounds of the bare insert, alternating with the confirmation's.
+    "confirm": {"ratio": 0.25, "baseline": "baseline_insert_c"},
 }
 RSS_TARGET_MB = 120.0
 
@@ -225,6 +227,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+# One side of a measured pair: (key, server, path, wrk script, the script's arguments for
+# round r, where r = -1 is the warm-up).
+Side = tuple[str, Server, str, Path, Callable[[int], list[str]]]
 
 
 def start_server(
@@ -434,38 +441,53 @@ def bench_model(
             f"  errors {run.errors}  bad {run.bad}  connections/worker {run.spread}"
         )
 
-    def measure(key: str, server: Server, path: str, lua: Path, lua_args: list[str]) -> Run:
-        if args.warmup > 0 and not key.startswith("confirm"):
-            wrk(wrk_bin, server.base + path, args.warmup, args, lua, [f"{lua_args[0]}w"])
+    def measure(key: str, server: Server, path: str, lua: Path, lua_args: list[str]) -> None:
+        if args.warmup > 0:
+            wrk(wrk_bin, server.base + path, args.warmup, args, lua, lua_args)
         record(key, one(server, path, args.seconds, lua, lua_args))
-        return runs[key]
 
-    def measure_pair(pair: list[tuple[str, Server, str, Path, str]]) -> None:
+    def measure_pair(pair: list[Side], warmup: bool = True) -> None:
         """Bare stack and product in alternating rounds (the same total time each), so a
-        noisy neighbour hits both sides of the ratio alike."""
-        for _, server, path, lua, tag in pair:
-            if args.warmup > 0:
-                wrk(wrk_bin, server.base + path, args.warmup, args, lua, [f"{tag}w"])
+        noisy neighbour hits both sides of the ratio alike, and each round's new connections
+        land on the workers afresh (gthread keeps a connection on the worker that took it)."""
+        for _, server, path, lua, lua_args in pair:
+            if warmup and args.warmup > 0:
+                wrk(wrk_bin, server.base + path, args.warmup, args, lua, lua_args(-1))
         merged: dict[str, Run] = {}
         for r in range(args.rounds):
-            for key, server, path, lua, tag in pair:
-                run = one(server, path, args.seconds / args.rounds, lua, [f"{tag}r{r}"])
+            for key, server, path, lua, lua_args in pair:
+                run = one(server, path, args.seconds / args.rounds, lua, lua_args(r))
                 merged[key] = merged[key].merged(run) if key in merged else run
         for key, *_ in pair:
             record(key, merged[key])
 
-    def measure_confirm(key: str, scenario: str, count: int) -> None:
+    def tagged(tag: str) -> Callable[[int], list[str]]:
+        return lambda r: [f"{tag}{'w' if r < 0 else f'r{r}'}"]
+
+    def prepare(key: str, scenario: str, count: int) -> list[str]:
         started = time.monotonic()
-        paths_file = tmp / f"{name}-{key}.txt"
-        paths = prepare_orders(shop, env, count, paths_file, scenario)
+        paths = prepare_orders(shop, env, count, tmp / f"{name}-{key}.txt", scenario)
         log(f"{name:>10} prepared {len(paths)} orders in {time.monotonic() - started:.1f} s")
-        run = measure(key, shop, "/checkout/success", confirm, [str(paths_file), str(args.threads)])
+        return paths
+
+    def note_confirm(key: str, scenario: str, paths: list[str], rounds: int) -> None:
+        run = runs[key]
         confirms[key] = {
             "scenario": scenario,
             "orders_prepared": len(paths),
             "orders_by_status_after": orders_by_status(shop_url, paths),
-            "ran_out_of_orders": run.requests >= len(paths),
+            # A wrk thread that used up its orders stops early (fewer requests in that round).
+            "ran_out_of_orders": run.requests >= len(paths) - rounds * args.threads,
         }
+
+    def round_files(key: str, paths: list[str], rounds: int) -> list[Path]:
+        """The prepared success paths split into one file per round (each confirmed once)."""
+        files = []
+        for r in range(rounds):
+            f = tmp / f"{name}-{key}-r{r}.txt"
+            f.write_text("".join(p + "\n" for p in paths[r::rounds]))
+            files.append(f)
+        return files
 
     try:
         baseline = start_server(
@@ -481,23 +503,42 @@ def bench_model(
 
         tag = f"{run_id}{name}"
         measure("baseline_text", baseline, "/text", plain, ["-"])
+
+        def same(_round: int) -> list[str]:
+            return ["-"]
+
         measure_pair(
-            [("baseline_page", baseline, "/page", plain, "-"), ("catalog", shop, "/", plain, "-")]
+            [("baseline_page", baseline, "/page", plain, same), ("catalog", shop, "/", plain, same)]
         )
         measure_pair(
             [
-                ("baseline_insert", baseline, "/insert", hook, f"{tag}i"),
-                ("webhook", shop, "/api/payment/webhook", hook, f"{tag}h"),
+                ("baseline_insert", baseline, "/insert", hook, tagged(f"{tag}i")),
+                ("webhook", shop, "/api/payment/webhook", hook, tagged(f"{tag}h")),
             ]
         )
-        # Enough orders for the whole run (a thread that runs out stops early).
+        # Enough orders for every round (a wrk thread that runs out stops early).
         cap = runs["webhook"].rps * args.seconds
-        measure_confirm("confirm", "approve", max(400, math.ceil(cap * args.confirm_share)))
+        paths = prepare("confirm", "approve", max(400, math.ceil(cap * args.confirm_share)))
+        files = round_files("confirm", paths, args.rounds)
+        threads = str(args.threads)
+        measure_pair(
+            [
+                ("baseline_insert_c", baseline, "/insert", hook, tagged(f"{tag}c")),
+                ("confirm", shop, "/checkout/success", confirm,
+                 lambda r: [str(files[r]), threads]),
+            ],
+            warmup=False,  # every prepared order is for a measured round
+        )  # fmt: skip
+        note_confirm("confirm", "approve", paths, args.rounds)
         if args.toss_latency > 0:
             # At most one confirmation per connection per latency, and never more than unloaded.
             bound = min(args.connections / args.toss_latency, runs["confirm"].rps * 1.5)
             count = max(100, math.ceil(bound * args.seconds * 1.2))
-            measure_confirm("confirm_slow_toss", "slow_confirm", count)
+            paths = prepare("confirm_slow_toss", "slow_confirm", count)
+            (f,) = round_files("confirm_slow_toss", paths, 1)
+            record("confirm_slow_toss", one(shop, "/checkout/success", args.seconds, confirm,
+                                            [str(f), threads]))  # fmt: skip
+            note_confirm("confirm_slow_toss", "slow_confirm", paths, 1)
         rss = {"baseline": baseline.worker_rss_mb(), "product": shop.worker_rss_mb()}
     finally:
         for server in servers:
@@ -544,13 +585,14 @@ def markdown(results: dict[str, dict[str, Any]], best: str, latency: float) -> s
         tag = f"{model}{' (best)' if model == best else ''}"
         for key, target in TARGETS.items():
             run, base = runs[key], runs[target["baseline"]]
+            bare = target["baseline"].removeprefix("baseline_").removesuffix("_c")
             want = f"≥ {target['ratio']:.0%}"
             if "p99_ms" in target:
                 want += f", p99 < {target['p99_ms']:.0f} ms"
             lines.append(
                 f"| {tag} | {titles[key]} | {run['requests_per_s']:.0f} | {run['p50_ms']:.1f} | "
                 f"{run['p99_ms']:.1f} | {run['worker_cpu_ms_per_request']:.2f} | "
-                f"{target['baseline'].removeprefix('baseline_')} | {base['requests_per_s']:.0f} | "
+                f"{bare} | {base['requests_per_s']:.0f} | "
                 f"{base['p99_ms']:.1f} | {base['worker_cpu_ms_per_request']:.2f} | "
                 f"{result['ratios'][key]:.0%} | {want} | {'yes' if ok[key] else '**no**'} |"
             )
@@ -598,7 +640,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measured wrk run")
     parser.add_argument("--warmup", type=float, default=2.0, help="untimed wrk run before each")
     parser.add_argument(
-        "--rounds", type=int, default=2, help="alternating rounds per bare/product pair"
+        "--rounds", type=int, default=5, help="alternating rounds per bare/product pair"
     )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
