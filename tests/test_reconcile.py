@@ -10,7 +10,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -27,7 +27,11 @@ from tests.conftest import CONFIRM_URL, TOSS, make_app, payment_json
 
 PK = "tgen_20261122121910Rec01"
 VA_PK = "tviva20261122130102Rec02"
-VA_DUE = "2026-11-29T23:59:59+09:00"
+KST = timezone(timedelta(hours=9))
+# A week ahead of the run, like a virtual account issued today: runs "after the due date" pass
+# `now=DUE + …`, and the rows the tests age relative to the real clock stay behind that.
+VA_DUE = (datetime.now(KST) + timedelta(days=7)).replace(microsecond=0).isoformat()
+LATER_DUE = (datetime.now(KST) + timedelta(days=37)).replace(microsecond=0).isoformat()
 
 AuditRow = tuple[str, str | None, str | None, str, str | None]
 
@@ -490,7 +494,7 @@ def test_overdue_deposits_are_not_starved_by_orders_not_yet_due(
     app: Flask, toss: responses.RequestsMock, order_factory: Callable[..., Order]
 ) -> None:
     later, overdue = order_factory(), order_factory()
-    issue_virtual_account(app, toss, later, due="2026-12-31T23:59:59+09:00")
+    issue_virtual_account(app, toss, later, due=LATER_DUE)
     issue_virtual_account(app, toss, overdue)
     toss.get(lookup_url(overdue.order_id), json=va_payment(overdue.order_id, overdue.amount))
 
