@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.orm.attributes import set_committed_value
+
 from . import toss_client
 from .errors import message_for
-from .extensions import db
+from .extensions import db, insert_loaded
 from .models import Order, Payment
 from .orders import record, transition
 from .states import OrderStatus, Source, path
@@ -151,8 +153,10 @@ def _store_payment(order: Order, p: TossPayment) -> Payment:
     # The deposit-callback secret lives in its own column only.
     row.raw = {k: v for k, v in p.raw.items() if k != "secret"}
     if order.payment is None:
-        order.payment = row
-        db.session.add(row)
+        # Inserted at once and attached as loaded: the ORM's flush of one new row cost more
+        # than the rest of the write.
+        insert_loaded(row)
+        set_committed_value(order, "payment", row)
     return row
 
 

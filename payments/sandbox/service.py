@@ -18,7 +18,6 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import commit_as_written, db, update_if_status
@@ -358,16 +357,11 @@ def find_payment(payment_key: str) -> SandboxPayment | None:
     """The payment with this paymentKey (windows not finished yet have none)."""
     if not payment_key or len(payment_key) > 200:
         return None
-    # With its cancels: every answer is a Payment object, which lists them.
-    return (
-        db.session.execute(
-            select(SandboxPayment)
-            .where(SandboxPayment.payment_key == payment_key)
-            .options(joinedload(SandboxPayment.cancels))
-        )
-        .unique()
-        .scalar_one_or_none()
+    # Its cancels are read by payment_json, and only when it has any.
+    payment: SandboxPayment | None = db.session.scalar(
+        select(SandboxPayment).where(SandboxPayment.payment_key == payment_key)
     )
+    return payment
 
 
 def find_payment_by_order(order_id: str) -> SandboxPayment | None:
@@ -856,7 +850,8 @@ def payment_json(p: SandboxPayment) -> dict[str, Any]:
             "cancelStatus": c.cancel_status,
             "cancelRequestId": None,
         }
-        for c in p.cancels
+        # Every cancel lowers the balance: a payment at its full amount has none to read.
+        for c in (p.cancels if p.balance_amount < p.total_amount else ())
     ]
     key = p.payment_key
     return {

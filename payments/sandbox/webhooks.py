@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from flask import Flask, current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from ..config import SANDBOX_API_ORIGIN
 from ..extensions import db
@@ -41,6 +41,7 @@ CLAIM_LEASE = timedelta(seconds=60)
 # The app's own webhook route, reached in-process (no socket, no port).
 INPROCESS_URL = SANDBOX_API_ORIGIN + "/api/payment/webhook"
 POLL_SECONDS = 1.0
+_OUTBOX_INSERT = insert(SandboxWebhook.__table__)
 MAX_CONSECUTIVE_FAILURES = 5
 
 
@@ -125,22 +126,26 @@ def _enqueue(event_type: str, body: dict[str, Any], payment: SandboxPayment) -> 
     copies = max(0, int(_float(cfg.get("SANDBOX_WEBHOOK_DUPLICATES"), 0)))
     raw = json.dumps(body, ensure_ascii=False)
     transmission_id = new_transmission_id()
-    for copy in range(1 + copies):
-        db.session.add(
-            SandboxWebhook(
-                transmission_id=transmission_id,
-                copy=copy,
-                event_type=event_type,
-                payment_key=payment.payment_key,
-                order_id=payment.order_id,
-                url=url,
-                body=raw,
-                status="PENDING",
-                attempts=0,
-                next_attempt_at=t + delay,
-                created_at=t,
-            )
-        )
+    # Core, not the ORM's flush: nothing reads these rows back in this request.
+    db.session.execute(
+        _OUTBOX_INSERT,
+        [
+            {
+                "transmission_id": transmission_id,
+                "copy": copy,
+                "event_type": event_type,
+                "payment_key": payment.payment_key,
+                "order_id": payment.order_id,
+                "url": url,
+                "body": raw,
+                "status": "PENDING",
+                "attempts": 0,
+                "next_attempt_at": t + delay,
+                "created_at": t,
+            }
+            for copy in range(1 + copies)
+        ],
+    )
 
 
 # -- delivery --------------------------------------------------------------------------------------
