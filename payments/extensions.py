@@ -13,10 +13,11 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, Table, Update, bindparam, event, insert
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql import Executable
 
 # Stable constraint names so Alembic revisions are reproducible on SQLite and PostgreSQL.
 NAMING = {
@@ -72,6 +73,25 @@ def update_if_status(
     params.update({f"v_{name}": value for name, value in values.items()})
     result = db.session.execute(_status_update(table, tuple(values), increment), params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def execute_alone(statement: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
+    """Run one write as a transaction of its own (autocommit) and return its rows.
+
+    One round trip where the session would spend three (BEGIN, the statement, COMMIT): for a
+    write that stands alone, such as the webhook inbox INSERT and the sandbox's Idempotency-Key
+    reservation. It uses its own pooled connection, so it is not part of the session's
+    transaction: call it before the session writes anything (SQLite would wait on that lock).
+    """
+    with _autocommit(db.engine).connect() as conn:
+        result = conn.execute(statement, params)
+        return list(result.all()) if result.returns_rows else []
+
+
+@lru_cache(maxsize=8)
+def _autocommit(engine: Engine) -> Engine:
+    # Shares the engine's pool and event listeners; the pool restores the isolation level.
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def insert_loaded(obj: Any) -> Any:

@@ -42,7 +42,21 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# Any of the patterns, as one search: most log text (ids, statuses, messages) matches none of
+# them and is returned after a single pass instead of one substitution per pattern.
+_ANY = re.compile(
+    "|".join(
+        f"(?i:{p.pattern.removeprefix('(?i)')})"
+        if p.pattern.startswith("(?i)")
+        else f"(?:{p.pattern})"
+        for p, _ in _PATTERNS
+    )
+)
+
+
 def redact(text: str) -> str:
+    if not _ANY.search(text):
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import metrics, toss_client
 from .errors import ServiceError, invalid
-from .extensions import db
+from .extensions import db, execute_alone
 from .models import WebhookEvent, utcnow
 from .orders import ORDER_ID_RE, find_order
 from .states import Source
@@ -141,12 +141,10 @@ def accept_webhook(raw: bytes, headers: Mapping[str, str]) -> Accepted:
         "received_at": now,
     }
     try:
-        # One Core INSERT that returns the id: the ORM's flush (and reading the id after the
-        # commit) cost more than the round trip.
-        event_id = db.session.execute(_INBOX_INSERT, row).scalar_one()
-        db.session.commit()
+        # One autocommitted Core INSERT that returns the id: a single round trip, where the
+        # ORM's flush, the commit and reading the id back cost several.
+        ((event_id,),) = execute_alone(_INBOX_INSERT, row)
     except IntegrityError:
-        db.session.rollback()
         metrics.WEBHOOKS_RECEIVED.labels(metrics.kind_label(kind), "yes").inc()
         logger.info("duplicate webhook ignored", extra={"kind": kind, "order_id": order_id})
         return Accepted(None, True, kind)

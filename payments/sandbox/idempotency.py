@@ -19,7 +19,7 @@ from flask import Response, current_app
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..extensions import db
+from ..extensions import db, execute_alone
 from .core import IDEMPOTENCY_TTL, MAX_IDEMPOTENCY_KEY, SandboxError, now
 from .models import SandboxIdempotencyKey
 
@@ -107,7 +107,8 @@ def _reserve(ident: str) -> int | Response:
     for _ in range(5):
         t = now()
         try:
-            row_id: int = db.session.execute(
+            # Committed on its own before the work, so a repeat meanwhile sees PROCESSING.
+            ((row_id,),) = execute_alone(
                 _RESERVE,
                 {
                     "identity": ident,
@@ -115,11 +116,10 @@ def _reserve(ident: str) -> int | Response:
                     "created_at": t,
                     "expires_at": t + IDEMPOTENCY_TTL,
                 },
-            ).scalar_one()
-            db.session.commit()
-            return row_id
+            )
+            return int(row_id)
         except IntegrityError:
-            db.session.rollback()
+            pass
         existing = db.session.scalar(
             select(SandboxIdempotencyKey).where(SandboxIdempotencyKey.identity == ident)
         )
@@ -154,8 +154,7 @@ def _stale(row: SandboxIdempotencyKey, t: datetime) -> bool:
 def _release(row_id: int | None) -> None:
     db.session.rollback()
     if row_id is not None:
-        db.session.execute(delete(SandboxIdempotencyKey).where(SandboxIdempotencyKey.id == row_id))
-        db.session.commit()
+        execute_alone(delete(KEYS).where(KEYS.c.id == row_id), {})
 
 
 def _json_response(status: int, body: object) -> Response:
