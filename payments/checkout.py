@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -19,7 +20,7 @@ from . import metrics, toss_client
 from .errors import ServiceError, invalid, message_for
 from .extensions import commit_as_written, db
 from .models import Order, utcnow
-from .orders import ORDER_ID_RE, find_order, record, transition
+from .orders import ORDER_ID_RE, claim_pending, find_order, record, transition
 from .states import SETTLED, OrderStatus, Source
 from .sync import apply_payment, settle_by_lookup
 from .toss import TossError
@@ -106,6 +107,34 @@ def confirm_payment(req: ConfirmRequest, source: Source) -> Order:
 
 
 def _confirm(req: ConfirmRequest, source: Source) -> Order:
+    key = confirm_idempotency_key(req.order_id, req.payment_key)
+    intent = {
+        "payment_key": req.payment_key,
+        "confirm_idempotency_key": key,
+        "confirm_started_at": utcnow(),
+        "failure_code": None,
+        "failure_message": None,
+    }
+    # The common case, a first confirmation of a PENDING order, is claimed without a read.
+    order = claim_pending(
+        req.order_id,
+        S.CONFIRMING,
+        source,
+        amount=req.amount,
+        payment_key=req.payment_key,
+        values=intent,
+    )
+    if order is None:
+        order = _claim_after_reading(req, intent, source)
+        if order.status != S.CONFIRMING:
+            return order  # a refresh or a second tab: the stored result, no Toss call
+    commit_as_written()  # the order stays loaded for Toss's answer
+    return _confirm_with_toss(order, req, key, source)
+
+
+def _claim_after_reading(req: ConfirmRequest, intent: dict[str, Any], source: Source) -> Order:
+    """The order as it stands when it could not be claimed: CONFIRMING when this call moved it
+    (uncommitted), settled by this payment already (a refresh), else a ServiceError."""
     order = find_order(req.order_id, with_payment=True)
     if order is None:
         raise ServiceError("ORDER_NOT_FOUND", http_status=404)
@@ -127,13 +156,12 @@ def _confirm(req: ConfirmRequest, source: Source) -> Order:
         )
         raise ServiceError("AMOUNT_MISMATCH", http_status=400)
 
-    key = confirm_idempotency_key(order.order_id, req.payment_key)
     for _ in range(3):
         status = S(order.status)
         same_payment = order.payment_key == req.payment_key
         if status in SETTLED:
             if same_payment:
-                return order  # a refresh or a second tab: the stored result, no Toss call
+                return order
             raise ServiceError("ORDER_NOT_PAYABLE", http_status=409)
         if status is S.CONFIRMING:
             raise ServiceError("PAYMENT_PENDING", http_status=409)
@@ -143,28 +171,11 @@ def _confirm(req: ConfirmRequest, source: Source) -> Order:
             raise ServiceError("PAYMENT_PENDING", http_status=409)
         if status is not S.PENDING:
             raise ServiceError("ORDER_NOT_PAYABLE", http_status=409)
-        won = transition(
-            order,
-            S.CONFIRMING,
-            source,
-            payment_key=req.payment_key,
-            values={
-                "payment_key": req.payment_key,
-                "confirm_idempotency_key": key,
-                "confirm_started_at": utcnow(),
-                "failure_code": None,
-                "failure_message": None,
-            },
-        )
-        if won:
-            commit_as_written()  # the order stays loaded for Toss's answer
-            break
+        if transition(order, S.CONFIRMING, source, payment_key=req.payment_key, values=intent):
+            return order
         db.session.commit()
         db.session.refresh(order)
-    else:
-        raise ServiceError("PAYMENT_PENDING", http_status=409)
-
-    return _confirm_with_toss(order, req, key, source)
+    raise ServiceError("PAYMENT_PENDING", http_status=409)
 
 
 def _confirm_with_toss(order: Order, req: ConfirmRequest, key: str, source: Source) -> Order:

@@ -8,16 +8,18 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .errors import ServiceError, invalid
 from .extensions import db, update_if_status
-from .models import AuditEntry, Order, OrderLine, Product, utcnow
+from .models import AuditEntry, Order, OrderLine, Payment, Product, utcnow
 from .states import OrderStatus, Source, can_move
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ MAX_ORDER_AMOUNT = 100_000_000
 
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
 AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
+PAYMENTS: Table = Payment.__table__  # type: ignore[assignment]
+_AUDIT_INSERT = insert(AUDIT)
 
 
 class InvalidTransition(RuntimeError):
@@ -55,8 +59,7 @@ def transition(
     any pending `record` rows, so the timeline keeps its order).
     """
     src = OrderStatus(order.status)
-    if not can_move(src, to):
-        raise InvalidTransition(f"{order.order_id}: {src} → {to} is not allowed")
+    _check_move(order.order_id, src, to)
     now = utcnow()
     fields: dict[str, Any] = {"status": to.value, "updated_at": now, **(values or {})}
     if not update_if_status(ORDERS, order.id, src.value, fields):
@@ -65,15 +68,87 @@ def transition(
     for name, value in fields.items():
         # Mirror the UPDATE in memory without marking the object dirty.
         set_committed_value(order, name, value)
+    _audit_move(order, src, to, source, now, payment_key or order.payment_key,
+                transaction_key, code, detail)  # fmt: skip
+    return True
+
+
+def claim_pending(
+    order_id: str,
+    to: OrderStatus,
+    source: Source,
+    *,
+    amount: int,
+    payment_key: str,
+    values: Mapping[str, Any],
+) -> Order | None:
+    """Move the PENDING order `order_id` of this `amount` to `to` without reading it first, and
+    return it loaded; None when there is no such order (another status, amount or orderId):
+    the caller then reads it and decides, moving it with `transition`.
+
+    UPDATE … WHERE status = 'PENDING' … RETURNING: the conditional write that decides a race
+    is also the read, a statement fewer for the common case (a first confirmation). A PENDING
+    order has no payment row, and the WHERE checks that too, so none is looked up later.
+    """
+    _check_move(order_id, OrderStatus.PENDING, to)
+    now = utcnow()
+    fields: dict[str, Any] = {"status": to.value, "updated_at": now, **values}
+    params = {f"v_{name}": value for name, value in fields.items()}
+    params |= {"w_order_id": order_id, "w_amount": amount}
+    order: Order | None = db.session.scalars(
+        select(Order)
+        .from_statement(_claim_pending(tuple(fields)))
+        .execution_options(populate_existing=True),
+        params,
+    ).one_or_none()
+    if order is None:
+        return None
+    set_committed_value(order, "payment", None)
+    _audit_move(order, OrderStatus.PENDING, to, source, now, payment_key, None, None, None)
+    return order
+
+
+@lru_cache(maxsize=16)
+def _claim_pending(names: tuple[str, ...]) -> Any:
+    payment_rows = select(PAYMENTS.c.id).where(PAYMENTS.c.order_pk == ORDERS.c.id)
+    return (
+        ORDERS.update()
+        .where(
+            ORDERS.c.order_id == bindparam("w_order_id"),
+            ORDERS.c.status == OrderStatus.PENDING.value,
+            ORDERS.c.amount == bindparam("w_amount"),
+            ~payment_rows.exists(),
+        )
+        .values({n: bindparam(f"v_{n}", type_=ORDERS.c[n].type) for n in names})
+        .returning(*ORDERS.c)
+    )
+
+
+def _check_move(order_id: str, src: OrderStatus, to: OrderStatus) -> None:
+    if not can_move(src, to):
+        raise InvalidTransition(f"{order_id}: {src} → {to} is not allowed")
+
+
+def _audit_move(
+    order: Order,
+    src: OrderStatus,
+    to: OrderStatus,
+    source: Source,
+    now: datetime,
+    payment_key: str | None,
+    transaction_key: str | None,
+    code: str | None,
+    detail: str | None,
+) -> None:
     db.session.execute(
-        insert(AUDIT),
+        _AUDIT_INSERT,
         {
             "order_pk": order.id,
             "event": "transition",
             "from_status": src.value,
             "to_status": to.value,
             "source": source.value,
-            "payment_key": payment_key or order.payment_key,
+            "payment_key": payment_key,
             "transaction_key": transaction_key,
             "code": code,
             "detail": detail,
@@ -84,7 +159,6 @@ def transition(
         "order status changed",
         extra={"order_id": order.order_id, "from": src.value, "to": to.value, "source": source},
     )
-    return True
 
 
 def record(

@@ -649,7 +649,7 @@ def test_storing_the_confirmed_payment_fails_then_reconcile_finishes_it(
 class FailingCommit:
     """The database goes away: the next Session.commit in this thread fails once, after the
     checkout service has made the move it is armed on (`apply_payment` of Toss's answer to our
-    confirm, or `transition` to CONFIRMING, the intent)."""
+    confirm, or the intent: `claim_pending` or `transition` to CONFIRMING)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, on: str) -> None:
         self.failed = 0
@@ -667,7 +667,7 @@ class FailingCommit:
         def arm(real: Callable[..., Any], when: Callable[..., bool]) -> Callable[..., Any]:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 result = real(*args, **kwargs)
-                if not self.failed and when(*args, **kwargs):
+                if not self.failed and when(result, *args, **kwargs):
                     self.armed = threading.get_ident()
                 return result
 
@@ -678,14 +678,17 @@ class FailingCommit:
             monkeypatch.setattr(
                 payments.checkout,
                 "apply_payment",
-                arm(payments.checkout.apply_payment, lambda *a, **k: k.get("answer_to_confirm")),
-            )
+                arm(payments.checkout.apply_payment,
+                    lambda _result, *a, **k: k.get("answer_to_confirm")),
+            )  # fmt: skip
         else:
-            monkeypatch.setattr(
-                payments.checkout,
-                "transition",
-                arm(payments.checkout.transition, lambda order, to, *a, **k: to == on),
-            )
+            for name in ("claim_pending", "transition"):
+                monkeypatch.setattr(
+                    payments.checkout,
+                    name,
+                    arm(getattr(payments.checkout, name),
+                        lambda moved, _order, to, *a, **k: bool(moved) and to == on),
+                )  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
