@@ -95,12 +95,7 @@ def claim_pending(
     fields: dict[str, Any] = {"status": to.value, "updated_at": now, **values}
     params = {f"v_{name}": value for name, value in fields.items()}
     params |= {"w_order_id": order_id, "w_amount": amount}
-    order: Order | None = db.session.scalars(
-        select(Order)
-        .from_statement(_claim_pending(tuple(fields)))
-        .execution_options(populate_existing=True),
-        params,
-    ).one_or_none()
+    order: Order | None = db.session.scalars(_claim_pending(tuple(fields)), params).one_or_none()
     if order is None:
         return None
     set_committed_value(order, "payment", None)
@@ -110,8 +105,9 @@ def claim_pending(
 
 @lru_cache(maxsize=16)
 def _claim_pending(names: tuple[str, ...]) -> Any:
+    # Built once per set of columns: building it per call cost as much as running it.
     payment_rows = select(PAYMENTS.c.id).where(PAYMENTS.c.order_pk == ORDERS.c.id)
-    return (
+    claim = (
         ORDERS.update()
         .where(
             ORDERS.c.order_id == bindparam("w_order_id"),
@@ -122,6 +118,8 @@ def _claim_pending(names: tuple[str, ...]) -> Any:
         .values({n: bindparam(f"v_{n}", type_=ORDERS.c[n].type) for n in names})
         .returning(*ORDERS.c)
     )
+    # The RETURNING row loaded as the Order (fresh even if the session held an older copy).
+    return select(Order).from_statement(claim).execution_options(populate_existing=True)
 
 
 def _check_move(order_id: str, src: OrderStatus, to: OrderStatus) -> None:
@@ -189,10 +187,13 @@ def find_order(order_id: str, *, with_payment: bool = False) -> Order | None:
     """The order with this orderId; `with_payment` loads its payment row in the same query."""
     if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id):
         return None
-    query = select(Order).where(Order.order_id == order_id)
-    if with_payment:
-        query = query.options(joinedload(Order.payment))
-    return db.session.execute(query).scalar_one_or_none()
+    query = _BY_ORDER_ID_WITH_PAYMENT if with_payment else _BY_ORDER_ID
+    return db.session.execute(query, {"order_id": order_id}).scalar_one_or_none()
+
+
+# Built once: the order pages, the checkout page and every confirmation look orders up so.
+_BY_ORDER_ID = select(Order).where(Order.order_id == bindparam("order_id"))
+_BY_ORDER_ID_WITH_PAYMENT = _BY_ORDER_ID.options(joinedload(Order.payment))
 
 
 # -- catalog --------------------------------------------------------------------------------

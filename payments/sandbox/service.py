@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -358,10 +358,12 @@ def find_payment(payment_key: str) -> SandboxPayment | None:
     if not payment_key or len(payment_key) > 200:
         return None
     # Its cancels are read by payment_json, and only when it has any.
-    payment: SandboxPayment | None = db.session.scalar(
-        select(SandboxPayment).where(SandboxPayment.payment_key == payment_key)
-    )
+    payment: SandboxPayment | None = db.session.scalar(_BY_PAYMENT_KEY, {"key": payment_key})
     return payment
+
+
+# Built once: every Toss call the sandbox answers starts with this lookup.
+_BY_PAYMENT_KEY = select(SandboxPayment).where(SandboxPayment.payment_key == bindparam("key"))
 
 
 def find_payment_by_order(order_id: str) -> SandboxPayment | None:
