@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 
 
 class OrderStatus(StrEnum):
@@ -77,9 +78,14 @@ def path(src: OrderStatus | str, dst: OrderStatus | str) -> list[OrderStatus]:
     Lets one Toss answer move an order several steps (CONFIRMING → PAID → REFUNDED) while every
     step still passes the table and gets its own audit row.
     """
-    start, goal = OrderStatus(src), OrderStatus(dst)
+    return list(_path(OrderStatus(src), OrderStatus(dst)))
+
+
+@cache
+def _path(start: OrderStatus, goal: OrderStatus) -> tuple[OrderStatus, ...]:
+    # The table never changes: each pair is searched once per process.
     if start is goal:
-        return []
+        return ()
     frontier: list[list[OrderStatus]] = [[start]]
     seen = {start}
     while frontier:
@@ -87,9 +93,9 @@ def path(src: OrderStatus | str, dst: OrderStatus | str) -> list[OrderStatus]:
         for chain in frontier:
             for step in sorted(ALLOWED[chain[-1]]):
                 if step is goal:
-                    return chain[1:] + [step]
+                    return (*chain[1:], step)
                 if step not in seen:
                     seen.add(step)
                     nxt.append(chain + [step])
         frontier = nxt
-    return []
+    return ()

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Flask, current_app, jsonify, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -22,7 +23,14 @@ MAX_REMEMBERED_ORDERS = 50
 
 
 def _signer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="order-link")
+    # One per app and key: every confirmation's redirect signs a link.
+    key = current_app.config["SECRET_KEY"]
+    cached = current_app.extensions.get("order_link_signer")
+    if cached is None or cached[0] != key:
+        cached = (key, URLSafeTimedSerializer(key, salt="order-link"))
+        current_app.extensions["order_link_signer"] = cached
+    signer: URLSafeTimedSerializer = cached[1]
+    return signer
 
 
 def order_token(order_id: str) -> str:
@@ -173,7 +181,25 @@ def format_kst(value: str | None) -> str:
     return f"{moment.year}년 {moment.month}월 {moment.day}일 {moment:%H:%M}"
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, with its serializer built once per set of keys.
+
+    Flask builds it twice per request (to open and to save the session), a few percent of a
+    catalog view.
+    """
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        cached = app.extensions.get("session_serializer")
+        if cached is None or cached[0] != keys:
+            cached = (keys, super().get_signing_serializer(app))
+            app.extensions["session_serializer"] = cached
+        serializer: URLSafeTimedSerializer | None = cached[1]
+        return serializer
+
+
 def register_web(app: Flask) -> None:
+    app.session_interface = SessionInterface()
     app.add_template_filter(format_won, "won")
     app.add_template_filter(format_bank, "bank")
     app.add_template_filter(format_kst, "kst")

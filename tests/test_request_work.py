@@ -8,7 +8,7 @@ reads back what it wrote) from quietly coming back.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,11 +16,13 @@ import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import event, insert, update
 
 import payments.orders
-from payments.extensions import db
-from payments.models import Order, Product, WebhookEvent
+from payments.extensions import db, execute_alone, insert_loaded
+from payments.models import AuditEntry, Order, Payment, Product, WebhookEvent
+from payments.orders import claim_pending
+from payments.states import OrderStatus, Source
 from tests.conftest import CONFIRM_URL, payment_json
 from tests.test_sandbox_api import basic, dispose, open_payment, sandbox_app
 
@@ -179,3 +181,113 @@ def test_sandbox_approval_is_one_read_and_commits_with_its_stored_answer(
         assert replay.get_data() == resp.get_data()
     finally:
         dispose(app)
+
+
+# -- the helpers behind these figures --------------------------------------------------------
+
+
+def new_payment(order: Order, payment_key: str) -> Payment:
+    return Payment(
+        order_pk=order.id,
+        payment_key=payment_key,
+        status="DONE",
+        total_amount=order.amount,
+        balance_amount=order.amount,
+    )
+
+
+def transitions(order: Order) -> list[tuple[str | None, str | None, str]]:
+    rows = db.session.scalars(
+        db.select(AuditEntry).filter_by(order_pk=order.id, event="transition")
+    )
+    return [(a.from_status, a.to_status, a.source) for a in rows]
+
+
+def test_insert_loaded_writes_one_statement_and_leaves_the_row_loaded(
+    app: Flask, order_factory: Callable[..., Order]
+) -> None:
+    order = order_factory()
+    with app.app_context():
+        row = new_payment(order, "tpk_loaded_0001")
+        with statements(app) as seen:
+            assert insert_loaded(row) is row
+            # Persistent and clean: nothing left for a flush, every column already read.
+            assert row in db.session
+            assert not db.session.new
+            assert not db.session.dirty
+            assert row.id > 0
+            assert row.created_at is not None
+            assert row.method is None
+        assert verbs(seen) == ["INSERT payments"]
+        row.status = "CANCELED"  # still an ordinary ORM object afterwards
+        db.session.commit()
+    with app.app_context():
+        stored = db.session.scalars(db.select(Payment).filter_by(payment_key="tpk_loaded_0001"))
+        assert stored.one().status == "CANCELED"
+
+
+def test_execute_alone_commits_apart_from_the_session(app: Flask) -> None:
+    table = WebhookEvent.__table__
+    body = {"dedupe_key": "tid:alone-1", "kind": "X", "body_sha256": "0" * 64}
+    with app.app_context():
+        ((event_id,),) = execute_alone(insert(table).returning(table.c.id), body)
+        db.session.rollback()  # the session's transaction is not the statement's
+    with app.app_context():
+        stored = db.session.get(WebhookEvent, event_id)
+        assert stored is not None
+        assert stored.dedupe_key == "tid:alone-1"
+        assert stored.status == "PENDING"  # column defaults applied
+
+
+@pytest.mark.parametrize("case", ["amount", "status", "payment_row", "unknown"])
+def test_claim_pending_moves_nothing_it_should_not(
+    app: Flask, order_factory: Callable[..., Order], case: str
+) -> None:
+    """No claim, and no write, unless the order is PENDING, of this amount, with no payment."""
+    order = order_factory()
+    order_id = "no-such-order-1" if case == "unknown" else order.order_id
+    amount = order.amount + 1 if case == "amount" else order.amount
+    with app.app_context():
+        if case == "status":
+            db.session.execute(update(Order).where(Order.id == order.id).values(status="FAILED"))
+        if case == "payment_row":
+            db.session.add(new_payment(order, "tpk_claim_1"))
+        db.session.commit()
+        claimed = claim_pending(
+            order_id,
+            OrderStatus.CONFIRMING,
+            Source.API,
+            amount=amount,
+            payment_key="tpk_claim_2",
+            values={"payment_key": "tpk_claim_2"},
+        )
+        db.session.commit()
+        assert claimed is None
+        stored = db.session.get(Order, order.id)
+        assert stored is not None
+        assert stored.status == ("FAILED" if case == "status" else "PENDING")
+        assert stored.payment_key is None
+        assert transitions(order) == []
+
+
+def test_claim_pending_claims_with_its_audit_row_and_no_read(
+    app: Flask, order_factory: Callable[..., Order]
+) -> None:
+    order = order_factory()
+    with app.app_context():
+        with statements(app) as seen:
+            claimed = claim_pending(
+                order.order_id,
+                OrderStatus.CONFIRMING,
+                Source.API,
+                amount=order.amount,
+                payment_key="tpk_claim_3",
+                values={"payment_key": "tpk_claim_3"},
+            )
+            assert claimed is not None
+            assert claimed.payment is None  # known from the WHERE, not looked up
+            assert claimed.status == "CONFIRMING"
+            assert claimed.payment_key == "tpk_claim_3"
+        assert verbs(seen) == ["UPDATE orders", "INSERT audit_entries"]
+        db.session.commit()
+        assert transitions(order) == [("PENDING", "CONFIRMING", "api")]
