@@ -8,6 +8,7 @@ reads back what it wrote) from quietly coming back.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,11 +20,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, insert, update
 
 import payments.orders
+from payments.cli import seed_catalog
 from payments.extensions import db, execute_alone, insert_loaded
 from payments.models import AuditEntry, Order, Payment, Product, WebhookEvent
 from payments.orders import claim_pending
 from payments.states import OrderStatus, Source
-from tests.conftest import CONFIRM_URL, payment_json
+from tests.conftest import CONFIRM_URL, make_app, payment_json
 from tests.test_sandbox_api import basic, dispose, open_payment, sandbox_app
 
 
@@ -291,3 +293,28 @@ def test_claim_pending_claims_with_its_audit_row_and_no_read(
         assert verbs(seen) == ["UPDATE orders", "INSERT audit_entries"]
         db.session.commit()
         assert transitions(order) == [("PENDING", "CONFIRMING", "api")]
+
+
+def test_catalog_cards_rendered_once_carry_each_visitors_own_token(database_url: str) -> None:
+    app = make_app(database_url, WTF_CSRF_ENABLED=True)
+    with app.app_context():
+        seed_catalog()
+        product_id = db.session.scalars(db.select(Product.id).order_by(Product.id)).first()
+    shoppers = [app.test_client() for _ in range(2)]
+    tokens = []
+    for shopper in shoppers:
+        html = shopper.get("/").get_data(as_text=True)
+        found = re.findall(r'name="csrf_token" value="([^"]+)"', html)
+        assert len(found) == html.count('class="product card"') >= 6
+        assert len(set(found)) == 1
+        tokens.append(found[0])
+    assert tokens[0] != tokens[1]
+
+    def add(shopper: FlaskClient, token: str) -> int:
+        form = {"csrf_token": token, "action": "add", "return_to": "catalog",
+                "product_id": product_id, "quantity": "1"}  # fmt: skip
+        return shopper.post("/cart", data=form).status_code
+
+    # The card's form, as the browser sends it, works with its own page's token only.
+    assert add(shoppers[0], tokens[1]) == 400
+    assert add(shoppers[0], tokens[0]) == 303
