@@ -8,11 +8,13 @@ checkout page and fails when what Chromium sees differs from it.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_talisman import Talisman
+from werkzeug.wrappers import Response
 
 # Toss hosts the widget needs. The SDK comes from js.tosspayments.com (TOSS.md); the payment
 # methods, agreement and payment windows render in iframes and call Toss's APIs on subdomains of
@@ -84,10 +86,53 @@ PRODUCTION_HEADERS: dict[str, str] = {
 }
 
 
+class HeaderCachingTalisman(Talisman):  # type: ignore[misc]
+    """Talisman, with the headers it adds to a response worked out once per endpoint.
+
+    Talisman rebuilds them on every response, the Content-Security-Policy text included: a sixth
+    of a catalog view (bench/run.py). They depend only on the endpoint's options, on whether the
+    request came over HTTPS (HSTS) and on the request's nonce; Talisman's own code renders them
+    once with a marker where the nonce goes, and each response gets a copy with its nonce.
+    tests/test_security.py compares every route's headers with Talisman's own.
+    """
+
+    _NONCE_MARK = "nonce-mark-" + secrets.token_hex(8)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._headers_by_key: dict[tuple[str | None, bool, bool], list[tuple[str, str]]] = {}
+        super().__init__(*args, **kwargs)
+
+    def _set_response_headers(self, response: Response) -> Response:
+        secure = request.is_secure or request.headers.get("X-Forwarded-Proto") == "https"
+        # A redirect to HTTPS leaves before the nonce is made: its headers differ.
+        key = (request.endpoint, secure, hasattr(request, "csp_nonce"))
+        added = self._headers_by_key.get(key)
+        if added is None:
+            added = self._render_headers()
+            self._headers_by_key[key] = added
+        nonce = getattr(request, "csp_nonce", "")
+        for name, value in added:
+            response.headers[name] = value.replace(self._NONCE_MARK, nonce)
+        return response
+
+    def _render_headers(self) -> list[tuple[str, str]]:
+        had_nonce = hasattr(request, "csp_nonce")
+        real_nonce = getattr(request, "csp_nonce", None)
+        if had_nonce:
+            request.csp_nonce = self._NONCE_MARK  # type: ignore[attr-defined]
+        try:
+            probe = super()._set_response_headers(Response())
+        finally:
+            if had_nonce:
+                request.csp_nonce = real_nonce  # type: ignore[attr-defined]
+        plain = set(Response().headers.keys())
+        return [(name, value) for name, value in probe.headers.items() if name not in plain]
+
+
 def init_security(app: Flask) -> Talisman:
     """Apply the headers above to every response; HTTPS and HSTS in production."""
     production = app.config["APP_ENV"] == "production"
-    return Talisman(
+    return HeaderCachingTalisman(
         app,
         content_security_policy=content_security_policy(app.config),
         content_security_policy_nonce_in=["script-src"],

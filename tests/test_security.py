@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
+from flask_talisman import Talisman
 
 from payments.extensions import csrf
 from payments.security import PRODUCTION_HEADERS, SECURITY_HEADERS
@@ -69,6 +73,48 @@ def test_security_headers_on_every_response(client: object, path: str) -> None:
         assert directive in csp
     assert resp.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
     assert "Strict-Transport-Security" not in resp.headers  # development: no HSTS on http
+
+
+NONCE = re.compile(r"'nonce-[^']+'")
+PAGES = ["/", "/cart", "/checkout/fail?code=X", "/no-such-page", "/metrics", "/healthz"]
+
+
+def talisman_headers(resp: Any) -> dict[str, str]:
+    names = set(SECURITY_HEADERS) | set(PRODUCTION_HEADERS) | {"Location"}
+    return {k: NONCE.sub("'nonce-N'", v) for k, v in resp.headers.items() if k in names}
+
+
+@pytest.mark.parametrize("env", ["development", "production"])
+def test_cached_security_headers_are_talismans_own(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, env: str
+) -> None:
+    """Every page, over HTTP and HTTPS, carries exactly what plain Talisman would add."""
+    config = {**LIVE, "SECRET_KEY": "a-long-production-secret-key"} if env == "production" else {}
+    cached = make_app(database_url, **config)
+    monkeypatch.setattr("payments.security.HeaderCachingTalisman", Talisman)
+    plain = make_app(database_url, **config)
+    for base in ("http://shop.example", "https://shop.example"):
+        for path in PAGES:
+            for _ in range(2):  # the second answer comes from the cache
+                ours = cached.test_client().get(path, base_url=base)
+                theirs = plain.test_client().get(path, base_url=base)
+                assert ours.status_code == theirs.status_code
+                assert talisman_headers(ours) == talisman_headers(theirs), (base, path)
+
+
+def test_each_response_gets_its_own_nonce_in_header_and_page(
+    client: FlaskClient, place_order: Callable[..., str]
+) -> None:
+    order_id = place_order()
+    seen = set()
+    for _ in range(2):
+        resp = client.get(f"/checkout/{order_id}")
+        nonce = re.search(r"'nonce-([^']+)'", resp.headers["Content-Security-Policy"])
+        assert nonce is not None
+        tags = re.findall(r'<script nonce="([^"]+)"', resp.get_data(as_text=True))
+        assert tags == [nonce.group(1)] * 2
+        seen.add(nonce.group(1))
+    assert len(seen) == 2
 
 
 def test_api_errors_carry_headers_too(client: object) -> None:
