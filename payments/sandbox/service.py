@@ -581,7 +581,8 @@ def confirm(body: Any, secret_family: str, slow_seconds: float) -> ConfirmResult
         raise SandboxError("DUPLICATED_ORDER_ID") from None
     if not won:
         return _confirm_lost_race(payment)
-    logger.info(
+    # Detail: the shop logs the order's own move; this would double every confirmation's lines.
+    logger.debug(
         "sandbox payment confirmed",
         extra={"payment_key": payment.payment_key, "status": payment.status},
     )
