@@ -1,6 +1,7 @@
 # Two entry points a newcomer needs: `make run` (site on the sandbox + SQLite, seeded) and
 # `make test` (ruff, the whole suite on SQLite with the browser tests, then again on
-# PostgreSQL when reachable; .ci/run calls exactly this).
+# PostgreSQL when reachable; .ci/run calls exactly this). `make bench` runs bench/run.py
+# (PostgreSQL on 127.0.0.1:5432; BENCH_ARGS passes options, e.g. BENCH_ARGS='--models sync').
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install lint
+.PHONY: run test install lint bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,3 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+bench: $(STAMP)
+	scripts/ensure-postgres
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -29,7 +29,8 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # A confirmation may wait on Toss for the read timeout and its retries; never cut it off.
 timeout = 120
 graceful_timeout = 30
-keepalive = 5
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 
 # Prometheus multiprocess mode: each worker writes samples here and /metrics merges them. Set

@@ -28,6 +28,7 @@ every catalog view is a first visit (a new session and CSRF token).
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import math
 import os
@@ -52,7 +53,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 BIN = Path(sys.executable).parent
-PG = os.environ.get("BENCH_PG", "postgresql://root@127.0.0.1:5432/postgres")
+# Local trust auth as the current user, like scripts/pytest-postgres; BENCH_PG picks another.
+PG = os.environ.get("BENCH_PG") or f"postgresql://{getpass.getuser()}@127.0.0.1:5432/postgres"
 NO_LIMIT = "1000000 per minute"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -65,14 +67,16 @@ TARGETS: dict[str, dict[str, Any]] = {
 }
 RSS_TARGET_MB = 120.0
 
-# name → (gunicorn worker class, workers, threads per worker)
-MODELS: dict[str, tuple[str, int, int]] = {
-    "gthread": ("gthread", 2, 4),
-    "sync": ("sync", 4, 1),
-    "gthread4x4": ("gthread", 4, 4),
-    "gthread4x2": ("gthread", 4, 2),
-    "gthread2x8": ("gthread", 2, 8),
-    "sync2": ("sync", 2, 1),
+# name → (gunicorn worker class, workers, threads per worker, other gunicorn.conf.py settings)
+MODELS: dict[str, tuple[str, int, int, dict[str, str]]] = {
+    "gthread": ("gthread", 2, 4, {}),
+    "sync": ("sync", 4, 1, {}),
+    # Keep-alive off: every request is a new connection, taken by whichever worker is free.
+    "gthread-close": ("gthread", 2, 4, {"GUNICORN_KEEPALIVE": "0"}),
+    "gthread4x4": ("gthread", 4, 4, {}),
+    "gthread4x2": ("gthread", 4, 2, {}),
+    "gthread2x8": ("gthread", 2, 8, {}),
+    "sync2": ("sync", 2, 1, {}),
 }
 
 
@@ -95,8 +99,9 @@ def ensure_wrk() -> str:
         raise SystemExit("wrk is missing: install it (apt-get install wrk) and run again")
     log("installing wrk with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=180)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env, timeout=180)
+    # apt's progress goes to stderr with the log: stdout carries only the tables.
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        subprocess.run(cmd, check=True, env=env, timeout=180, stdout=sys.stderr)
     found = shutil.which("wrk")
     if not found:
         raise SystemExit("apt-get did not install wrk")
@@ -235,9 +240,13 @@ Side = tuple[str, Server, str, Path, Callable[[int], list[str]]]
 
 
 def start_server(
-    name: str, wsgi: str, env: dict[str, str], model: tuple[str, int, int], logs: Path
+    name: str,
+    wsgi: str,
+    env: dict[str, str],
+    model: tuple[str, int, int, dict[str, str]],
+    logs: Path,
 ) -> Server:
-    worker_class, workers, threads = model
+    worker_class, workers, threads, settings = model
     port = free_port()
     env = {
         **env,
@@ -247,6 +256,7 @@ def start_server(
         "WEB_CONCURRENCY": str(workers),
         "GUNICORN_THREADS": str(threads),
         "PROMETHEUS_MULTIPROC_DIR": str(logs / f"{name}-metrics"),
+        **settings,
     }
     env.pop("GUNICORN_ACCESS_LOG", None)
     log_path = logs / f"{name}.log"
@@ -406,6 +416,7 @@ def bench_model(
 ) -> dict[str, Any]:
     model = MODELS[name]
     label = f"{model[0]}, {model[1]} workers" + (f" x {model[2]} threads" if model[2] > 1 else "")
+    label += "".join(f", {k.removeprefix('GUNICORN_').lower()}={v}" for k, v in model[3].items())
     log(f"{name}: {label}")
     base_db, shop_db = f"{template_db}_{name}_bare", f"{template_db}_{name}_shop"
     base_url = create_db(base_db)
@@ -502,7 +513,8 @@ def bench_model(
         servers.append(shop)
 
         tag = f"{run_id}{name}"
-        measure("baseline_text", baseline, "/text", plain, ["-"])
+        if args.text:
+            measure("baseline_text", baseline, "/text", plain, ["-"])
 
         def same(_round: int) -> list[str]:
             return ["-"]
@@ -548,7 +560,12 @@ def bench_model(
 
     ratios = {key: round(runs[key].rps / runs[t["baseline"]].rps, 3) for key, t in TARGETS.items()}
     return {
-        "gunicorn": {"worker_class": model[0], "workers": model[1], "threads": model[2]},
+        "gunicorn": {
+            "worker_class": model[0],
+            "workers": model[1],
+            "threads": model[2],
+            **model[3],
+        },
         "label": label,
         "runs": {key: run.summary() for key, run in runs.items()},
         "ratios": ratios,
@@ -657,6 +674,9 @@ def main() -> int:
         type=float,
         default=0.25,
         help="orders prepared = webhook req/s x seconds x this (a confirmation costs ~10x more)",
+    )
+    parser.add_argument(
+        "--text", action="store_true", help="also drive the bare stack's text route (a ceiling)"
     )
     parser.add_argument("--out", default="", help="JSON path (default bench/results/<date>.json)")
     args = parser.parse_args()
