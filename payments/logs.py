@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import sys
-import uuid
 from typing import Any
 
 from flask import Flask, g, has_request_context, request
@@ -117,6 +117,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
 def configure_logging(app: Flask, stream: Any = None) -> logging.Handler:
     """Install the app's handler on the root logger (replacing an earlier one of ours)."""
     root = logging.getLogger()
@@ -139,9 +142,8 @@ def configure_logging(app: Flask, stream: Any = None) -> logging.Handler:
     @app.before_request
     def _request_id() -> None:
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = (
-            incoming if re.fullmatch(r"[A-Za-z0-9._-]{8,64}", incoming) else uuid.uuid4().hex
-        )
+        # 32 hex digits, as uuid4().hex, without building a UUID on every request.
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
 
     @app.after_request
     def _echo_request_id(response: Any) -> Any:

@@ -15,7 +15,8 @@ from flask import (
     session,
     url_for,
 )
-from markupsafe import Markup
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup, escape
 from werkzeug.wrappers import Response
 
 from ..errors import ServiceError
@@ -42,21 +43,29 @@ def _cart() -> dict[str, int]:
 @bp.get("/")
 def catalog() -> str:
     products = catalog_items()
-    return render_template("shop/catalog.html", products=products, cards=_cards(products))
+    # The parts are HTML already (rendered with autoescape); only the token is escaped here.
+    token = str(escape(generate_csrf()))
+    cards = Markup(token.join(_card_parts(products))) if products else ""
+    return render_template("shop/catalog.html", products=products, cards=cards)
 
 
-def _cards(products: list[CatalogItem]) -> list[tuple[Markup, Markup]]:
-    """Each product's card around its CSRF token, rendered once per catalog snapshot: the
-    cards were two thirds of a catalog view's template work and change only with the catalog."""
+def _card_parts(products: list[CatalogItem]) -> list[str]:
+    """The catalog's cards as the HTML between their forms' CSRF tokens, rendered once per
+    catalog snapshot: a view joins them around its session's token in one step. Rendering the
+    cards was two thirds of a view's template work, and putting the parts together in the
+    template (an escape and a copy per part) about 6 % of a view's CPU (bench/run.py)."""
     cached = current_app.extensions.get("catalog_cards")
     if cached is None or cached[0] is not products:
         macros: Any = current_app.jinja_env.get_template("shop/_card.html").module
         cart_url = url_for("shop.update_cart")
-        parts = [(macros.card_head(p, cart_url), macros.card_tail(p)) for p in products]
-        cached = (products, parts)
+        heads = [str(macros.card_head(p, cart_url)) for p in products]
+        tails = [str(macros.card_tail(p)) for p in products]
+        # head₁ | tail₁ head₂ | … | tailₙ: the token goes at each "|".
+        joined = [*heads[:1], *(t + h for t, h in zip(tails, heads[1:], strict=False)), *tails[-1:]]
+        cached = (products, joined)
         current_app.extensions["catalog_cards"] = cached
-    cards: list[tuple[Markup, Markup]] = cached[1]
-    return cards
+    parts: list[str] = cached[1]
+    return parts
 
 
 @bp.get("/cart")
