@@ -1,7 +1,8 @@
 """gunicorn settings: `gunicorn app:app` (this file is read from the working directory).
 
 Workers: gthread keeps a worker responsive while one thread waits up to TOSS_READ_TIMEOUT on
-Toss; override with WEB_CONCURRENCY / GUNICORN_THREADS / GUNICORN_BIND.
+Toss; override with WEB_CONCURRENCY / GUNICORN_THREADS / GUNICORN_BIND (4 x 4 suits 2 cores:
+scale WEB_CONCURRENCY with the cores).
 """
 
 from __future__ import annotations
@@ -12,18 +13,23 @@ import tempfile
 from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# Worker model, measured by bench/run.py (2 cores, PostgreSQL on loopback, wrk at 32 connections;
-# 2026-11-22, product req/s):
-#                        catalog  webhook ack  confirm  confirm, Toss answering in 300 ms
-#   gthread 2 x 4 threads   2757      859          78      22 (p99 1.6 s)
-#   sync, 4 workers         1787      770          94      12 (p99 2.7 s)
-# On loopback the models are close (the sandbox answers in milliseconds); once Toss takes real
-# time, each sync worker is stuck for the whole call, so gthread confirms ~2x as many and keeps
-# serving the catalog while Toss is slow. Kept: gthread, 2 workers x 4 threads (~91 MB RSS each).
-# gthread pins a keep-alive connection to the worker that accepted it; wrk's 32 connections
-# often land 26/6 or 32/0, and that busy worker sets the p99 (bench/results/*.json records the
-# spread).
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Worker model, measured by bench/run.py (2 cores, PostgreSQL on loopback, wrk at 32 connections,
+# 2026-12-01, two runs; product req/s, and its ratio to the bare stack in the same run):
+#                         catalog     webhook ack (p99)     confirm    confirm, Toss taking 300 ms
+#   gthread 4 x 4 threads 2692–2703  1097–1102 (77–90 ms)  163–173    30–36/s (p99 1.4–2.4 s)
+#                         52 %       150–156 %             25 %
+#   gthread 2 x 4 threads 2561–2777  1000–1104 (117–130)   167–174    24/s (p99 1.7–2.0 s)
+#                         49–68 %    150–155 %             24–27 %
+#   gthread 4 x 2 threads 2322       1112 (86)             178        18/s (p99 3.3 s)
+#   sync, 4 workers       2629       1115 (45)             191        12/s (p99 2.6 s)
+#                         52 %       146 %                 25 %
+# On loopback the models are within the noise of each other (the sandbox answers in
+# milliseconds). Once Toss takes real time, a sync worker is stuck for the whole call: 4 sync
+# workers confirm 12 a second and serve nothing else meanwhile. Kept: gthread, 4 workers x 4
+# threads (~90 MB RSS each): the most confirmations while Toss is slow, and with 4 processes the
+# keep-alive connections (each stays with the worker that accepted it) spread wider than over
+# 2, which keeps the webhook p99 under 100 ms where 2 x 4 crossed it.
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # A confirmation may wait on Toss for the read timeout and its retries; never cut it off.
