@@ -71,7 +71,7 @@ def update_if_status(
     db.session.flush()
     params = {"w_id": row_id, "w_status": status}
     params.update({f"v_{name}": value for name, value in values.items()})
-    result = db.session.execute(_status_update(table, tuple(values), increment), params)
+    result = db.session.execute(status_update(table, tuple(values), increment), params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
@@ -124,7 +124,9 @@ def _insert_returning(table: Table) -> Any:
 
 
 @lru_cache(maxsize=128)
-def _status_update(table: Table, names: tuple[str, ...], increment: tuple[str, ...]) -> Update:
+def status_update(table: Table, names: tuple[str, ...], increment: tuple[str, ...]) -> Update:
+    """UPDATE … SET the `names` (:v_<name>) and `increment` columns + 1 WHERE id = :w_id AND
+    status = :w_status, built once per set of columns (`update_if_status` runs it)."""
     sets: dict[str, Any] = {n: bindparam(f"v_{n}", type_=table.c[n].type) for n in names}
     sets.update({n: table.c[n] + 1 for n in increment})
     return (

@@ -13,12 +13,12 @@ from functools import lru_cache
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .errors import ServiceError, invalid
-from .extensions import db, update_if_status
+from .extensions import db, status_update, update_if_status
 from .models import AuditEntry, Order, OrderLine, Payment, Product, utcnow
 from .states import OrderStatus, Source, can_move
 
@@ -62,14 +62,25 @@ def transition(
     _check_move(order.order_id, src, to)
     now = utcnow()
     fields: dict[str, Any] = {"status": to.value, "updated_at": now, **(values or {})}
-    if not update_if_status(ORDERS, order.id, src.value, fields):
+    audit = _audit_values(src, to, source, now, payment_key or fields.get("payment_key",
+                          order.payment_key), transaction_key, code, detail)  # fmt: skip
+    if _audit_in_statement():
+        db.session.flush()  # pending `record` rows first
+        params = {"w_id": order.id, "w_status": src.value}
+        params |= {f"v_{name}": value for name, value in fields.items()}
+        params |= {f"a_{name}": value for name, value in audit.items()}
+        moved = db.session.execute(_move_with_audit(tuple(fields)), params).scalar_one() == 1
+    else:
+        moved = update_if_status(ORDERS, order.id, src.value, fields)
+        if moved:
+            db.session.execute(_AUDIT_INSERT, {"order_pk": order.id, **audit})
+    if not moved:
         db.session.expire(order)
         return False
     for name, value in fields.items():
         # Mirror the UPDATE in memory without marking the object dirty.
         set_committed_value(order, name, value)
-    _audit_move(order, src, to, source, now, payment_key or order.payment_key,
-                transaction_key, code, detail)  # fmt: skip
+    _log_move(order.order_id, src, to, source)
     return True
 
 
@@ -90,21 +101,57 @@ def claim_pending(
     is also the read, a statement fewer for the common case (a first confirmation). A PENDING
     order has no payment row, and the WHERE checks that too, so none is looked up later.
     """
-    _check_move(order_id, OrderStatus.PENDING, to)
+    src = OrderStatus.PENDING
+    _check_move(order_id, src, to)
     now = utcnow()
     fields: dict[str, Any] = {"status": to.value, "updated_at": now, **values}
+    audit = _audit_values(src, to, source, now, payment_key, None, None, None)
+    in_statement = _audit_in_statement()
     params = {f"v_{name}": value for name, value in fields.items()}
     params |= {"w_order_id": order_id, "w_amount": amount}
-    order: Order | None = db.session.scalars(_claim_pending(tuple(fields)), params).one_or_none()
+    if in_statement:
+        params |= {f"a_{name}": value for name, value in audit.items()}
+    claim = _claim_pending(tuple(fields), in_statement)
+    order: Order | None = db.session.scalars(claim, params).one_or_none()
     if order is None:
         return None
     set_committed_value(order, "payment", None)
-    _audit_move(order, OrderStatus.PENDING, to, source, now, payment_key, None, None, None)
+    if not in_statement:
+        db.session.execute(_AUDIT_INSERT, {"order_pk": order.id, **audit})
+    _log_move(order_id, src, to, source)
     return order
 
 
+def _audit_in_statement() -> bool:
+    """Whether a state change and its audit row go to the database as one statement: on
+    PostgreSQL, a data-modifying WITH saves a round trip per change (two per confirmation);
+    SQLite has no such WITH, and runs the UPDATE and then the INSERT."""
+    return bool(db.engine.dialect.name == "postgresql")
+
+
+# The audit row's columns after order_pk, bound as :a_<column> when the row is inserted from a
+# WITH (the order_pk comes from the UPDATE's RETURNING there).
+_AUDIT_NAMES = ("event", "from_status", "to_status", "source", "payment_key",
+                "transaction_key", "code", "detail", "created_at")  # fmt: skip
+
+
+def _audit_from(moved: Any) -> Any:
+    """INSERT INTO audit_entries SELECT the moved row's id and the :a_ parameters FROM `moved`
+    (a CTE): no row when the UPDATE matched none."""
+    row = select(moved.c.id, *(bindparam(f"a_{n}", type_=AUDIT.c[n].type) for n in _AUDIT_NAMES))
+    return insert(AUDIT).from_select(["order_pk", *_AUDIT_NAMES], row).cte("audited")
+
+
+@lru_cache(maxsize=32)
+def _move_with_audit(names: tuple[str, ...]) -> Any:
+    # WITH moved AS (UPDATE … WHERE id AND status … RETURNING id), audited AS (INSERT … FROM
+    # moved) SELECT count(*) FROM moved: 1 when the move won, 0 (and no audit row) when not.
+    moved = status_update(ORDERS, names, ()).returning(ORDERS.c.id).cte("moved")
+    return select(func.count()).select_from(moved).add_cte(_audit_from(moved))
+
+
 @lru_cache(maxsize=16)
-def _claim_pending(names: tuple[str, ...]) -> Any:
+def _claim_pending(names: tuple[str, ...], with_audit: bool) -> Any:
     # Built once per set of columns: building it per call cost as much as running it.
     payment_rows = select(PAYMENTS.c.id).where(PAYMENTS.c.order_pk == ORDERS.c.id)
     claim = (
@@ -118,8 +165,12 @@ def _claim_pending(names: tuple[str, ...]) -> Any:
         .values({n: bindparam(f"v_{n}", type_=ORDERS.c[n].type) for n in names})
         .returning(*ORDERS.c)
     )
+    statement: Any = claim
+    if with_audit:
+        claimed = claim.cte("claimed")
+        statement = select(claimed).add_cte(_audit_from(claimed))
     # The RETURNING row loaded as the Order (fresh even if the session held an older copy).
-    return select(Order).from_statement(claim).execution_options(populate_existing=True)
+    return select(Order).from_statement(statement).execution_options(populate_existing=True)
 
 
 def _check_move(order_id: str, src: OrderStatus, to: OrderStatus) -> None:
@@ -127,8 +178,7 @@ def _check_move(order_id: str, src: OrderStatus, to: OrderStatus) -> None:
         raise InvalidTransition(f"{order_id}: {src} → {to} is not allowed")
 
 
-def _audit_move(
-    order: Order,
+def _audit_values(
     src: OrderStatus,
     to: OrderStatus,
     source: Source,
@@ -137,25 +187,24 @@ def _audit_move(
     transaction_key: str | None,
     code: str | None,
     detail: str | None,
-) -> None:
-    db.session.execute(
-        _AUDIT_INSERT,
-        {
-            "order_pk": order.id,
-            "event": "transition",
-            "from_status": src.value,
-            "to_status": to.value,
-            "source": source.value,
-            "payment_key": payment_key,
-            "transaction_key": transaction_key,
-            "code": code,
-            "detail": detail,
-            "created_at": now,
-        },
-    )
+) -> dict[str, Any]:
+    return {
+        "event": "transition",
+        "from_status": src.value,
+        "to_status": to.value,
+        "source": source.value,
+        "payment_key": payment_key,
+        "transaction_key": transaction_key,
+        "code": code,
+        "detail": detail,
+        "created_at": now,
+    }
+
+
+def _log_move(order_id: str, src: OrderStatus, to: OrderStatus, source: Source) -> None:
     logger.info(
         "order status changed",
-        extra={"order_id": order.order_id, "from": src.value, "to": to.value, "source": source},
+        extra={"order_id": order_id, "from": src.value, "to": to.value, "source": source},
     )
 
 

@@ -18,12 +18,13 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, insert, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 import payments.orders
 from payments.cli import seed_catalog
 from payments.extensions import db, execute_alone, insert_loaded
 from payments.models import AuditEntry, Order, Payment, Product, WebhookEvent
-from payments.orders import claim_pending
+from payments.orders import claim_pending, transition
 from payments.states import OrderStatus, Source
 from tests.conftest import CONFIRM_URL, make_app, payment_json
 from tests.test_sandbox_api import basic, dispose, open_payment, sandbox_app
@@ -106,13 +107,29 @@ def test_webhook_ack_is_one_insert(app: Flask, client: FlaskClient) -> None:
 
 
 def verbs(seen: list[str]) -> list[str]:
-    """Each statement as its verb and, for writes, its table ("UPDATE orders")."""
+    """Each statement as its verb and, for writes, its table ("UPDATE orders"); the writes of
+    one WITH statement joined by " + "."""
     out = []
     for sql in seen:
-        words = sql.replace('"', "").split()
+        text = sql.replace('"', "")
+        words = text.split()
+        if words[0].upper() == "WITH":
+            writes = re.findall(r"\b(?:UPDATE (\w+)|INSERT INTO (\w+))", text)
+            out.append(" + ".join(f"UPDATE {u}" if u else f"INSERT {i}" for u, i in writes))
+            continue
         table = {"SELECT": "", "UPDATE": words[1], "INSERT": words[2]}.get(words[0].upper(), "")
         out.append(f"{words[0].upper()} {table}".strip())
     return out
+
+
+def order_move(app: Flask) -> list[str]:
+    """A state change's statements: the UPDATE and its audit row's INSERT, which PostgreSQL
+    runs as one WITH statement (SQLite has no data-modifying WITH)."""
+    with app.app_context():
+        postgres = db.engine.dialect.name == "postgresql"
+    if postgres:
+        return ["UPDATE orders + INSERT audit_entries"]
+    return ["UPDATE orders", "INSERT audit_entries"]
 
 
 def test_confirmation_claims_the_order_without_a_read_and_never_reads_back_its_writes(
@@ -135,13 +152,7 @@ def test_confirmation_claims_the_order_without_a_read_and_never_reads_back_its_w
     assert f"/orders/{order_id}" in resp.headers["Location"]
     # The intent (CONFIRMING) and Toss's answer (PAID + payment row) in two transactions; the
     # claim's UPDATE … RETURNING is the only read of the order.
-    assert verbs(seen) == [
-        "UPDATE orders",
-        "INSERT audit_entries",
-        "UPDATE orders",
-        "INSERT audit_entries",
-        "INSERT payments",
-    ]
+    assert verbs(seen) == [*order_move(app), *order_move(app), "INSERT payments"]
     with app.app_context():
         order = db.session.scalars(db.select(Order).filter_by(order_id=order_id)).one()
         assert order.status == "PAID"
@@ -290,9 +301,41 @@ def test_claim_pending_claims_with_its_audit_row_and_no_read(
             assert claimed.payment is None  # known from the WHERE, not looked up
             assert claimed.status == "CONFIRMING"
             assert claimed.payment_key == "tpk_claim_3"
-        assert verbs(seen) == ["UPDATE orders", "INSERT audit_entries"]
+        assert verbs(seen) == order_move(app)
         db.session.commit()
         assert transitions(order) == [("PENDING", "CONFIRMING", "api")]
+        stored = db.session.scalars(db.select(AuditEntry).filter_by(event="transition")).one()
+        assert stored.order_pk == order.id
+        assert stored.payment_key == "tpk_claim_3"
+
+
+def test_transition_writes_its_audit_row_with_the_move_and_none_when_it_loses(
+    app: Flask, order_factory: Callable[..., Order]
+) -> None:
+    order = order_factory()
+    with app.app_context():
+        mine = db.session.get(Order, order.id)
+        assert mine is not None
+        with statements(app) as seen:
+            assert transition(mine, OrderStatus.CONFIRMING, Source.API, payment_key="tpk_mv_1",
+                              values={"payment_key": "tpk_mv_1"})  # fmt: skip
+        assert verbs(seen) == order_move(app)
+        db.session.commit()
+        assert mine.status == "CONFIRMING"
+        # Another writer moves it meanwhile; this copy still says CONFIRMING.
+        db.session.execute(update(Order).where(Order.id == order.id).values(status="FAILED"))
+        db.session.commit()
+        mine = db.session.get(Order, order.id)
+        assert mine is not None
+        set_committed_value(mine, "status", "CONFIRMING")
+        assert not transition(mine, OrderStatus.PAID, Source.API, transaction_key="tx_mv_1")
+        db.session.commit()
+        assert db.session.get(Order, order.id).status == "FAILED"
+        assert transitions(order) == [("PENDING", "CONFIRMING", "api")]
+        (row,) = db.session.scalars(db.select(AuditEntry).filter_by(event="transition"))
+        assert (row.payment_key, row.transaction_key, row.created_at is not None) == (
+            "tpk_mv_1", None, True,
+        )  # fmt: skip
 
 
 def test_catalog_cards_rendered_once_carry_each_visitors_own_token(database_url: str) -> None:
