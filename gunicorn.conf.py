@@ -14,15 +14,15 @@ from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Worker model, measured by bench/run.py (2 cores, PostgreSQL on loopback, wrk at 32 connections,
-# 2026-12-01, two runs; product req/s, and its ratio to the bare stack in the same run):
-#                         catalog     webhook ack (p99)     confirm    confirm, Toss taking 300 ms
-#   gthread 4 x 4 threads 2692–2703  1097–1102 (77–90 ms)  163–173    30–36/s (p99 1.4–2.4 s)
-#                         52 %       150–156 %             25 %
-#   gthread 2 x 4 threads 2561–2777  1000–1104 (117–130)   167–174    24/s (p99 1.7–2.0 s)
-#                         49–68 %    150–155 %             24–27 %
-#   gthread 4 x 2 threads 2322       1112 (86)             178        18/s (p99 3.3 s)
-#   sync, 4 workers       2629       1115 (45)             191        12/s (p99 2.6 s)
-#                         52 %       146 %                 25 %
+# 2026-12-01, several runs; product req/s, and its ratio to the bare stack in the same run):
+#                         catalog     webhook ack (p99)     confirm     confirm, Toss taking 300 ms
+#   gthread 4 x 4 threads 2692–2910  1097–1137 (73–90 ms)  163–190     30–39/s (p99 1.4–2.4 s)
+#                         51–52 %    141–161 %             23–26.5 %
+#   gthread 2 x 4 threads 2083–2777  918–1104 (64–130)     162–174     24/s (p99 1.4–2.1 s)
+#                         46–68 %    136–155 %             24–28 %
+#   gthread 4 x 2 threads 2322       1112 (86)             178         18/s (p99 3.3 s)
+#   sync, 4 workers       2255–2773  1102–1154 (41–48)     175–193     12/s (p99 2.6 s)
+#                         51–55 %    141–146 %             25–26 %
 # On loopback the models are within the noise of each other (the sandbox answers in
 # milliseconds). Once Toss takes real time, a sync worker is stuck for the whole call: 4 sync
 # workers confirm 12 a second and serve nothing else meanwhile. Kept: gthread, 4 workers x 4

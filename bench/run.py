@@ -1,6 +1,6 @@
 """Checkout benchmark: the product against the bare Flask stack, same machine, same run.
 
-    .venv/bin/python bench/run.py [--seconds 10] [--models gthread,sync]
+    make bench        (or: .venv/bin/python bench/run.py [--seconds 10] [--models gthread,sync])
 
 On loopback with PostgreSQL (127.0.0.1:5432, trust auth), for each gunicorn worker model:
   1. starts the bare baseline (bench/baseline_app.py: a text route, a Jinja page, one

@@ -9,6 +9,8 @@ A read timeout is honoured like a socket's (the app runs in a helper thread and 
 from __future__ import annotations
 
 import io
+import os
+import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -112,23 +114,59 @@ def _call_with_timeout(
     call: Callable[[], bytes], seconds: float, request: PreparedRequest
 ) -> bytes:
     box: dict[str, Any] = {}
+    done = threading.Event()
 
     def run() -> None:
         try:
             box["content"] = call()
         except BaseException as exc:  # handed to the caller's thread below
             box["error"] = exc
+        finally:
+            done.set()
 
-    # A fresh thread has no Flask context of ours: the app pushes its own, as under a server.
-    worker = threading.Thread(target=run, name="wsgi-transport", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
+    # Another thread has no Flask context of ours: the app pushes its own, as under a server.
+    _RUNNERS.start(run)
+    if not done.wait(seconds):
         raise ReadTimeout(f"in-process read timed out after {seconds} s", request=request)
     if "error" in box:
         raise box["error"]
     content: bytes = box["content"]
     return content
+
+
+class _Runners:
+    """Daemon threads for in-process calls, kept for reuse: a call starts at once, on an idle
+    thread or a new one (never queued behind a slow call, as with a thread per call), without
+    creating a thread per call (a few percent of a confirmation's CPU under load, bench/run.py).
+    """
+
+    def __init__(self, keep: int = 16) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+        # A forked child (gunicorn --preload) has none of the parent's threads.
+        os.register_at_fork(after_in_child=self._idle.clear)
+
+    def start(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(
+                target=self._serve, args=(inbox,), name="wsgi-transport", daemon=True
+            ).start()
+        inbox.put(work)
+
+    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            inbox.get()()  # `work` catches everything itself
+            with self._lock:
+                if len(self._idle) >= self._keep:
+                    return
+                self._idle.append(inbox)
+
+
+_RUNNERS = _Runners()
 
 
 def _headers(pairs: Iterable[tuple[str, str]]) -> Mapping[str, str]:
