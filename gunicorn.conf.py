@@ -16,8 +16,8 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Worker model, measured by bench/run.py (2 cores, PostgreSQL on loopback, wrk at 32 connections,
 # 2026-12-01, several runs; product req/s, and its ratio to the bare stack in the same run):
 #                         catalog     webhook ack (p99)     confirm     confirm, Toss taking 300 ms
-#   gthread 4 x 4 threads 2692–2910  1097–1137 (73–90 ms)  163–190     30–39/s (p99 1.4–2.4 s)
-#                         51–52 %    141–161 %             23–26.5 %
+#   gthread 4 x 4 threads 2692–3030  1097–1166 (73–96 ms)  163–196     30–39/s (p99 1.4–2.4 s)
+#                         48–55 %    141–161 %             23–28 %
 #   gthread 2 x 4 threads 2083–2777  918–1104 (64–130)     162–174     24/s (p99 1.4–2.1 s)
 #                         46–68 %    136–155 %             24–28 %
 #   gthread 4 x 2 threads 2322       1112 (86)             178         18/s (p99 3.3 s)
@@ -28,7 +28,7 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # workers confirm 12 a second and serve nothing else meanwhile. Kept: gthread, 4 workers x 4
 # threads (~90 MB RSS each): the most confirmations while Toss is slow, and with 4 processes the
 # keep-alive connections (each stays with the worker that accepted it) spread wider than over
-# 2, which keeps the webhook p99 under 100 ms where 2 x 4 crossed it.
+# 2, which kept the webhook p99 under 100 ms in every run (2 x 4 crossed it in two of five).
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
