@@ -69,10 +69,19 @@ def update_if_status(
     so writes keep the order they were made in.
     """
     db.session.flush()
-    params = {"w_id": row_id, "w_status": status}
-    params.update({f"v_{name}": value for name, value in values.items()})
+    params = status_params(row_id, status, values)
     result = db.session.execute(status_update(table, tuple(values), increment), params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def status_params(row_id: int, status: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of `status_update`'s statement: :w_id, :w_status and :v_<name>."""
+    return {"w_id": row_id, "w_status": status, **bound("v_", values)}
+
+
+def bound(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` as bind parameters named `prefix` + column name."""
+    return {prefix + name: value for name, value in values.items()}
 
 
 def execute_alone(statement: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:

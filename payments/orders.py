@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .errors import ServiceError, invalid
-from .extensions import db, status_update, update_if_status
+from .extensions import bound, db, status_params, status_update, update_if_status
 from .models import AuditEntry, Order, OrderLine, Payment, Product, utcnow
 from .states import OrderStatus, Source, can_move
 
@@ -62,13 +62,11 @@ def transition(
     _check_move(order.order_id, src, to)
     now = utcnow()
     fields: dict[str, Any] = {"status": to.value, "updated_at": now, **(values or {})}
-    audit = _audit_values(src, to, source, now, payment_key or fields.get("payment_key",
-                          order.payment_key), transaction_key, code, detail)  # fmt: skip
+    audit_key = payment_key or fields.get("payment_key", order.payment_key)
+    audit = _audit_values(src, to, source, now, audit_key, transaction_key, code, detail)
     if _audit_in_statement():
         db.session.flush()  # pending `record` rows first
-        params = {"w_id": order.id, "w_status": src.value}
-        params |= {f"v_{name}": value for name, value in fields.items()}
-        params |= {f"a_{name}": value for name, value in audit.items()}
+        params = status_params(order.id, src.value, fields) | bound("a_", audit)
         moved = db.session.execute(_move_with_audit(tuple(fields)), params).scalar_one() == 1
     else:
         moved = update_if_status(ORDERS, order.id, src.value, fields)
@@ -107,10 +105,9 @@ def claim_pending(
     fields: dict[str, Any] = {"status": to.value, "updated_at": now, **values}
     audit = _audit_values(src, to, source, now, payment_key, None, None, None)
     in_statement = _audit_in_statement()
-    params = {f"v_{name}": value for name, value in fields.items()}
-    params |= {"w_order_id": order_id, "w_amount": amount}
+    params = {"w_order_id": order_id, "w_amount": amount, **bound("v_", fields)}
     if in_statement:
-        params |= {f"a_{name}": value for name, value in audit.items()}
+        params |= bound("a_", audit)
     claim = _claim_pending(tuple(fields), in_statement)
     order: Order | None = db.session.scalars(claim, params).one_or_none()
     if order is None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, jsonify, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
@@ -20,17 +21,25 @@ from .orders import new_customer_key
 logger = logging.getLogger(__name__)
 
 MAX_REMEMBERED_ORDERS = 50
+T = TypeVar("T")
+
+
+def per_app(app: Flask, name: str, key: object, build: Callable[[], T]) -> T:
+    """`build()`, kept in `app.extensions[name]` until `key` changes: for what a request would
+    otherwise rebuild from the same inputs every time."""
+    cached = app.extensions.get(name)
+    if cached is None or (cached[0] is not key and cached[0] != key):
+        cached = (key, build())
+        app.extensions[name] = cached
+    value: T = cached[1]
+    return value
 
 
 def _signer() -> URLSafeTimedSerializer:
     # One per app and key: every confirmation's redirect signs a link.
     key = current_app.config["SECRET_KEY"]
-    cached = current_app.extensions.get("order_link_signer")
-    if cached is None or cached[0] != key:
-        cached = (key, URLSafeTimedSerializer(key, salt="order-link"))
-        current_app.extensions["order_link_signer"] = cached
-    signer: URLSafeTimedSerializer = cached[1]
-    return signer
+    return per_app(current_app, "order_link_signer", key,
+                   lambda: URLSafeTimedSerializer(key, salt="order-link"))  # fmt: skip
 
 
 def order_token(order_id: str) -> str:
@@ -190,12 +199,8 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
-        cached = app.extensions.get("session_serializer")
-        if cached is None or cached[0] != keys:
-            cached = (keys, super().get_signing_serializer(app))
-            app.extensions["session_serializer"] = cached
-        serializer: URLSafeTimedSerializer | None = cached[1]
-        return serializer
+        build = super().get_signing_serializer
+        return per_app(app, "session_serializer", keys, lambda: build(app))
 
 
 def register_web(app: Flask) -> None:

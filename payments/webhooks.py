@@ -136,7 +136,6 @@ def accept_webhook(raw: bytes, headers: Mapping[str, str]) -> Accepted:
         "body": raw.decode("utf-8"),
         "body_sha256": digest,
         "status": "PENDING",
-        "attempts": 0,
         "next_attempt_at": now,
         "received_at": now,
     }

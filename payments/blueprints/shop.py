@@ -30,7 +30,7 @@ from ..orders import (
 )
 from ..states import OrderStatus, Source
 from ..sync import settle_by_lookup
-from ..web import can_view, customer_key, remember_order
+from ..web import can_view, customer_key, per_app, remember_order
 
 bp = Blueprint("shop", __name__)
 
@@ -54,18 +54,16 @@ def _card_parts(products: list[CatalogItem]) -> list[str]:
     catalog snapshot: a view joins them around its session's token in one step. Rendering the
     cards was two thirds of a view's template work, and putting the parts together in the
     template (an escape and a copy per part) about 6 % of a view's CPU (bench/run.py)."""
-    cached = current_app.extensions.get("catalog_cards")
-    if cached is None or cached[0] is not products:
-        macros: Any = current_app.jinja_env.get_template("shop/_card.html").module
-        cart_url = url_for("shop.update_cart")
-        heads = [str(macros.card_head(p, cart_url)) for p in products]
-        tails = [str(macros.card_tail(p)) for p in products]
-        # head₁ | tail₁ head₂ | … | tailₙ: the token goes at each "|".
-        joined = [*heads[:1], *(t + h for t, h in zip(tails, heads[1:], strict=False)), *tails[-1:]]
-        cached = (products, joined)
-        current_app.extensions["catalog_cards"] = cached
-    parts: list[str] = cached[1]
-    return parts
+    return per_app(current_app, "catalog_cards", products, lambda: _render_parts(products))
+
+
+def _render_parts(products: list[CatalogItem]) -> list[str]:
+    macros: Any = current_app.jinja_env.get_template("shop/_card.html").module
+    cart_url = url_for("shop.update_cart")
+    heads = [str(macros.card_head(p, cart_url)) for p in products]
+    tails = [str(macros.card_tail(p)) for p in products]
+    # head₁ | tail₁ head₂ | … | tailₙ: the token goes at each "|".
+    return [*heads[:1], *(t + h for t, h in zip(tails, heads[1:], strict=False)), *tails[-1:]]
 
 
 @bp.get("/cart")
