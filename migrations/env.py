@@ -41,11 +41,6 @@ target_db = current_app.extensions['migrate'].db
 # ... etc.
 
 
-# The sandbox's tables are created by every deployment's migrations; import their models so
-# autogenerate sees them even when the sandbox is off (else it would propose dropping them).
-import payments.sandbox.models  # noqa: E402,F401
-
-
 def get_metadata():
     if hasattr(target_db, 'metadatas'):
         return target_db.metadatas[None]

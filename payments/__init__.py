@@ -1,17 +1,39 @@
-"""Flask checkout paid through Toss Payments: the application factory."""
+"""Flask checkout paid through Toss Payments: the application factory.
+
+`create_app` only wires things together: configuration, extensions, the Toss client, the
+blueprints of each feature, error pages, logging, security headers, rate limits and commands.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import SANDBOX_API_ORIGIN, ConfigError, load_config
-from .extensions import csrf, db, migrate, ping_idle_connections
+from .admin.routes import bp as admin_bp
+from .checkout.api import bp as api_bp
+from .checkout.routes import bp as checkout_bp
+from .config import ConfigError, load_config
+from .core.formats import FILTERS
+from .extensions import csrf, db, migrate, toss
+from .ops.cli import register_cli
+from .ops.database import ping_idle_connections
+from .ops.errors import register_error_handlers
+from .ops.logs import configure_logging
+from .ops.ratelimit import init_rate_limits
+from .ops.routes import bp as ops_bp
+from .ops.security import init_security
+from .shop.routes import bp as shop_bp
 from .toss import TossClient
+from .webhooks.routes import bp as hooks_bp
+from .webhooks.worker import start_embedded_worker
 
-__all__ = ["ConfigError", "create_app", "toss_client"]
+__all__ = ["ConfigError", "create_app"]
+
+MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -25,74 +47,41 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(load_config(config, instance_path=app.instance_path))
     # JSON answers carry Korean messages as UTF-8, not \u escapes.
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    from .logs import configure_logging
-
     configure_logging(app)
-
-    from .security import init_security
-
     init_security(app)
     if app.config["TRUSTED_PROXY_COUNT"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         n = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
     db.init_app(app)
     with app.app_context():
-        for engine in db.engines.values():
-            ping_idle_connections(engine)
-    migrate.init_app(app, db, directory=_migrations_dir())
+        ping_idle_connections(db.engine)
+    migrate.init_app(app, db, directory=MIGRATIONS)
     csrf.init_app(app)
-
+    sandbox = None
     if app.config["TOSS_SANDBOX"]:
-        from .sandbox import init_app as init_sandbox
+        # Imported here: a deployment with Toss keys never loads the sandbox.
+        from .ops.sandbox import mount_sandbox
 
-        init_sandbox(app)
-    app.extensions["toss"] = app.config.get("TOSS_CLIENT") or _build_toss_client(app)
+        sandbox = mount_sandbox(app)
+    toss.init_app(app, app.config.get("TOSS_CLIENT") or _toss_client(app, sandbox))
 
-    from .blueprints.admin import bp as admin_bp
-    from .blueprints.api import bp as api_bp
-    from .blueprints.checkout import bp as checkout_bp
-    from .blueprints.hooks import bp as hooks_bp
-    from .blueprints.shop import bp as shop_bp
-    from .web import register_web
-
-    app.register_blueprint(shop_bp)
-    app.register_blueprint(checkout_bp)
-    app.register_blueprint(api_bp)
-    app.register_blueprint(hooks_bp)
-    app.register_blueprint(admin_bp)
-    from .blueprints.health import bp as health_bp
-    from .metrics import bp as metrics_bp
-
-    app.register_blueprint(metrics_bp)
-    app.register_blueprint(health_bp)
+    for bp in (shop_bp, checkout_bp, api_bp, hooks_bp, admin_bp, ops_bp):
+        app.register_blueprint(bp)
     # Checked against the stored order and Toss (api) or re-checked with Toss (hooks) instead.
     csrf.exempt(api_bp)
     csrf.exempt(hooks_bp)
+    for name, template_filter in FILTERS.items():
+        app.add_template_filter(template_filter, name)
+    register_error_handlers(app)
     if app.config["WEBHOOK_WORKER_EMBEDDED"]:
-        from .webhooks import start_embedded_worker
-
         app.before_request(lambda: start_embedded_worker(app))
-    register_web(app)
-
-    from .ratelimit import init_rate_limits
-
     init_rate_limits(app)
-
-    from .cli import register_cli
-
     register_cli(app)
     return app
 
 
-def toss_client() -> TossClient:
-    """The app's Toss client (real Toss, or the sandbox mounted in-process)."""
-    client: TossClient = current_app.extensions["toss"]
-    return client
-
-
-def _build_toss_client(app: Flask) -> TossClient:
+def _toss_client(app: Flask, sandbox: Flask | None) -> TossClient:
     cfg = app.config
     client = TossClient(
         cfg["TOSS_SECRET_KEY"],
@@ -102,17 +91,9 @@ def _build_toss_client(app: Flask) -> TossClient:
         max_retries=cfg["TOSS_MAX_RETRIES"],
         backoff=cfg["TOSS_RETRY_BACKOFF"],
     )
-    if cfg["TOSS_API_BASE"].startswith(SANDBOX_API_ORIGIN):
-        from .sandbox.transport import WSGITransport
+    if sandbox is not None:
+        from .ops.sandbox import INPROCESS_TOSS, inprocess_session
 
-        client.session.mount(SANDBOX_API_ORIGIN, WSGITransport(app.wsgi_app))
-        # No proxy, .netrc or CA bundle applies in-process; requests would still look them up
-        # in the environment on every call (a tenth of a sandbox confirmation's CPU).
-        client.session.trust_env = False
+        if cfg["TOSS_API_BASE"].startswith(INPROCESS_TOSS):
+            client.session = inprocess_session(INPROCESS_TOSS, sandbox)
     return client
-
-
-def _migrations_dir() -> str:
-    import os
-
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")

@@ -17,13 +17,9 @@ from dotenv import load_dotenv
 
 TOSS_API_BASE_DEFAULT = "https://api.tosspayments.com"
 TOSS_WIDGET_SCRIPT_DEFAULT = "https://js.tosspayments.com/v2/standard"
-# Keys the built-in sandbox accepts unless others are configured (CONTRACT.md).
+# The keys the built-in sandbox answers to unless others are configured.
 SANDBOX_CLIENT_KEY = "test_gck_sandbox"
 SANDBOX_SECRET_KEY = "test_gsk_sandbox"
-# In-process origin of the sandbox's Toss API: requests to it never leave the process
-# (a transport adapter hands them to the sandbox WSGI app), so a single sync worker cannot
-# deadlock calling itself.
-SANDBOX_API_ORIGIN = "http://toss-sandbox.internal"
 
 ENVS = ("development", "testing", "production")
 
@@ -221,10 +217,10 @@ def load_config(
         client_key, toss_secret = SANDBOX_CLIENT_KEY, SANDBOX_SECRET_KEY
 
     api_base = env.get("TOSS_API_BASE", "").strip().rstrip("/")
-    if sandbox and not api_base:
-        api_base = SANDBOX_API_ORIGIN + "/sandbox"
-    api_base = api_base or TOSS_API_BASE_DEFAULT
-    if not re.match(r"^https?://[^/\s]+", api_base):
+    if not api_base and not sandbox:
+        api_base = TOSS_API_BASE_DEFAULT
+    # Left empty in sandbox mode: the in-process sandbox is mounted and sets it (ops/sandbox.py).
+    if api_base and not re.match(r"^https?://[^/\s]+", api_base):
         raise ConfigError(f"TOSS_API_BASE must be an http(s) URL, got {api_base!r}")
     if production and not api_base.startswith("https://"):
         raise ConfigError("TOSS_API_BASE must use https when APP_ENV=production")
@@ -254,7 +250,7 @@ def load_config(
         "TOSS_API_BASE": api_base,
         "TOSS_SANDBOX": sandbox,
         "TOSS_WIDGET_SCRIPT_URL": env.get("TOSS_WIDGET_SCRIPT_URL", "").strip()
-        or ("/sandbox/widget/v2/standard" if sandbox else TOSS_WIDGET_SCRIPT_DEFAULT),
+        or (None if sandbox else TOSS_WIDGET_SCRIPT_DEFAULT),
         "TOSS_WEBHOOK_SECURITY_KEY": env.get("TOSS_WEBHOOK_SECURITY_KEY", "").strip() or None,
         "TOSS_CONNECT_TIMEOUT": _float(env, "TOSS_CONNECT_TIMEOUT", 5.0, 0.1),
         "TOSS_READ_TIMEOUT": _float(env, "TOSS_READ_TIMEOUT", 30.0, 0.1),
@@ -296,28 +292,7 @@ def load_config(
     }
     if production and config["TOSS_READ_TIMEOUT"] < 30:
         raise ConfigError("TOSS_READ_TIMEOUT must be at least 30 seconds in production")
-    config.update(_sandbox_knobs(env))
     config.update(
         {k: v for k, v in overrides.items() if not isinstance(v, str) or k not in env.read}
     )
     return config
-
-
-# The sandbox's knobs (payments/sandbox docstring), settable from the environment too.
-_SANDBOX_FLOATS = ("SANDBOX_WEBHOOK_SCALE", "SANDBOX_WEBHOOK_DELAY", "SANDBOX_SLOW_CONFIRM_SECONDS")
-_SANDBOX_FLAGS = ("SANDBOX_WEBHOOKS_ENABLED", "SANDBOX_WEBHOOK_REORDER")
-
-
-def _sandbox_knobs(env: _ReadEnv) -> dict[str, Any]:
-    knobs: dict[str, Any] = {}
-    for name in _SANDBOX_FLOATS:
-        if (env.get(name) or "").strip():
-            knobs[name] = _float(env, name, 0.0, 0.0)
-    for name in _SANDBOX_FLAGS:
-        if (env.get(name) or "").strip():
-            knobs[name] = _flag_named(env, name)
-    if (env.get("SANDBOX_WEBHOOK_DUPLICATES") or "").strip():
-        knobs["SANDBOX_WEBHOOK_DUPLICATES"] = _int(env, "SANDBOX_WEBHOOK_DUPLICATES", 0)
-    if (env.get("SANDBOX_WEBHOOK_URL") or "").strip():
-        knobs["SANDBOX_WEBHOOK_URL"] = env.get("SANDBOX_WEBHOOK_URL", "").strip()
-    return knobs

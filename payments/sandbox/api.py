@@ -10,12 +10,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from ..extensions import db
-from . import idempotency, service
-from .core import CODE_RE, SandboxError, merchant_keys, sandbox_state
+from . import confirm as confirming
+from . import helpers, idempotency
+from .cancel import cancel as cancel_payment
+from .db import db
+from .errors import CODE_RE, SandboxError
+from .payments import find_payment_by_order, payment_json, refresh_deadlines, require_payment
+from .state import state
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +52,14 @@ def authenticate() -> Auth:
     if ":" not in decoded:
         raise SandboxError("INCORRECT_BASIC_AUTH_FORMAT")
     key = decoded.split(":", 1)[0]
-    family = merchant_keys().secret_family(key)
+    family = state().keys.secret_family(key)
     if family is None:
         raise SandboxError("UNAUTHORIZED_KEY")
     return Auth(key, family)
 
 
 def raise_test_code() -> None:
-    """`TossPayments-Test-Code: <CODE>` makes a test key answer that error (TOSS.md)."""
+    """`TossPayments-Test-Code: <CODE>` makes a test key answer that error, as at Toss."""
     code = request.headers.get("TossPayments-Test-Code")
     if code is None:
         return
@@ -77,7 +81,16 @@ def _url() -> str:
 @bp.after_request
 def kick_webhooks(response: Response) -> Response:
     """Wake the webhook sender: a request may have queued deliveries."""
-    sandbox_state().worker.kick()
+    state().sender.kick()
+    return response
+
+
+@bp.after_request
+def hold_answer(response: Response) -> Response:
+    """Hold every answer `latency_ms`, as a remote Toss's network and card networks would."""
+    latency = state().settings.latency_ms
+    if latency:
+        time.sleep(latency / 1000)
     return response
 
 
@@ -104,60 +117,45 @@ def _unexpected(exc: Exception) -> Response:
 
 @bp.post("/payments/confirm")
 def confirm() -> Response:
-    """Approve a payment the shopper authenticated in the window.
-
-    Every request that gets this far counts in the payment's confirm_requests: an approval in
-    its own UPDATE, anything else (a refusal, a replay, a 409) on its own afterwards.
-    """
+    """Approve a payment the shopper authenticated in the window."""
     auth = authenticate()
     key = request.headers.get("Idempotency-Key")
     idempotency.check_key(key)
     body = _body()
-    counted = False
-    response: Response | None = None
-    try:
-        raise_test_code()
-        slow = float(current_app.config.get("SANDBOX_SLOW_CONFIRM_SECONDS", 35))
+    # Counted for the test helpers' view, whatever the answer turns out to be.
+    helpers.count_confirm_request(body.get("paymentKey") if isinstance(body, dict) else None)
+    raise_test_code()
 
-        def work() -> Response:
-            nonlocal counted
-            result = service.confirm(body, auth.family, slow)
-            counted = result.counted
-            answer = json_response(result.payment)
-            if result.delay > 0:
-                # The payment is DONE and committed; only the answer is late (client
-                # timeouts). The key stays PROCESSING meanwhile: a repeat gets 409, as from
-                # Toss.
-                db.session.commit()
-                db.session.close()
-                time.sleep(result.delay)
-            return answer
+    def work() -> Response:
+        result = confirming.confirm(body, auth.family)
+        answer = json_response(result.payment)
+        if result.delay > 0:
+            # The payment is DONE and committed; only the answer is late (client timeouts).
+            # The key stays PROCESSING meanwhile: a repeat gets 409, as from Toss.
+            db.session.commit()
+            db.session.close()
+            time.sleep(result.delay)
+        return answer
 
-        response = idempotency.run(key, auth.secret_key, "POST", _url(), work)
-        return response
-    finally:
-        if not (counted and response is not None and response.status_code < 500):
-            service.count_confirm_request(
-                body.get("paymentKey") if isinstance(body, dict) else None
-            )
+    return idempotency.run(key, auth.secret_key, "POST", _url(), work)
 
 
 @bp.get("/payments/<payment_key>")
 def get_payment(payment_key: str) -> Response:
     authenticate()
     raise_test_code()
-    return json_response(service.payment_json(service.require_payment(payment_key)))
+    return json_response(payment_json(require_payment(payment_key)))
 
 
 @bp.get("/payments/orders/<order_id>")
 def get_payment_by_order(order_id: str) -> Response:
     authenticate()
     raise_test_code()
-    payment = service.find_payment_by_order(order_id)
+    payment = find_payment_by_order(order_id)
     if payment is None:
         raise SandboxError("NOT_FOUND_PAYMENT")
-    service.refresh_deadlines(payment)
-    return json_response(service.payment_json(payment))
+    refresh_deadlines(payment)
+    return json_response(payment_json(payment))
 
 
 @bp.post("/payments/<payment_key>/cancel")
@@ -173,5 +171,5 @@ def cancel(payment_key: str) -> Response:
         auth.secret_key,
         "POST",
         _url(),
-        lambda: json_response(service.cancel(payment_key, body)),
+        lambda: json_response(cancel_payment(payment_key, body)),
     )

@@ -15,31 +15,20 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from flask import Response, current_app
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from flask import Response
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..extensions import db, execute_alone
-from .core import IDEMPOTENCY_TTL, MAX_IDEMPOTENCY_KEY, SandboxError, now
+from .db import db
+from .errors import SandboxError
 from .models import SandboxIdempotencyKey
+from .payments import now
+from .state import state
 
 logger = logging.getLogger(__name__)
 
-KEYS: Table = SandboxIdempotencyKey.__table__  # type: ignore[assignment]
-# Core statements built once: every sandbox POST runs both.
-_RESERVE = insert(KEYS).returning(KEYS.c.id)
-_STORE_ANSWER = (
-    update(KEYS)
-    .where(KEYS.c.id == bindparam("row_id"))
-    .values(
-        state="DONE",
-        response_status=bindparam("status", type_=KEYS.c.response_status.type),
-        response_body=bindparam("body", type_=KEYS.c.response_body.type),
-    )
-)
-
-# A PROCESSING row older than this belongs to a request that died: the key is free again.
-DEFAULT_PROCESSING_TIMEOUT = 120.0
+MAX_IDEMPOTENCY_KEY = 300
+IDEMPOTENCY_TTL = timedelta(days=15)
 
 
 def check_key(key: str | None) -> None:
@@ -55,8 +44,8 @@ def identity(key: str, secret_key: str, method: str, url: str) -> str:
 
 
 def _processing_timeout() -> timedelta:
-    seconds = current_app.config.get("SANDBOX_IDEMPOTENCY_PROCESSING_TIMEOUT")
-    return timedelta(seconds=float(seconds or DEFAULT_PROCESSING_TIMEOUT))
+    # A PROCESSING row older than this belongs to a request that died: the key is free again.
+    return timedelta(seconds=state().settings.idempotency_processing_timeout)
 
 
 def run(
@@ -92,12 +81,13 @@ def _finish(row_id: int | None, work: Callable[[], Response]) -> Response:
         return response
     if row_id is not None:
         db.session.execute(
-            _STORE_ANSWER,
-            {
-                "row_id": row_id,
-                "status": response.status_code,
-                "body": response.get_data(as_text=True),
-            },
+            update(SandboxIdempotencyKey)
+            .where(SandboxIdempotencyKey.id == row_id)
+            .values(
+                state="DONE",
+                response_status=response.status_code,
+                response_body=response.get_data(as_text=True),
+            )
         )
     db.session.commit()
     return response
@@ -107,16 +97,19 @@ def _reserve(ident: str) -> int | Response:
     for _ in range(5):
         t = now()
         try:
-            # Committed on its own before the work, so a repeat meanwhile sees PROCESSING.
-            ((row_id,),) = execute_alone(
-                _RESERVE,
-                {
-                    "identity": ident,
-                    "state": "PROCESSING",
-                    "created_at": t,
-                    "expires_at": t + IDEMPOTENCY_TTL,
-                },
-            )
+            # Committed on its own connection before the work, so a repeat meanwhile (in any
+            # process) sees PROCESSING.
+            with db.engine.begin() as conn:
+                row_id = conn.execute(
+                    insert(SandboxIdempotencyKey)
+                    .values(
+                        identity=ident,
+                        state="PROCESSING",
+                        created_at=t,
+                        expires_at=t + IDEMPOTENCY_TTL,
+                    )
+                    .returning(SandboxIdempotencyKey.id)
+                ).scalar_one()
             return int(row_id)
         except IntegrityError:
             pass
@@ -154,7 +147,8 @@ def _stale(row: SandboxIdempotencyKey, t: datetime) -> bool:
 def _release(row_id: int | None) -> None:
     db.session.rollback()
     if row_id is not None:
-        execute_alone(delete(KEYS).where(KEYS.c.id == row_id), {})
+        with db.engine.begin() as conn:
+            conn.execute(delete(SandboxIdempotencyKey).where(SandboxIdempotencyKey.id == row_id))
 
 
 def _json_response(status: int, body: object) -> Response:

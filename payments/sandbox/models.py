@@ -1,7 +1,7 @@
 """Sandbox tables: everything the offline Toss knows lives here, so every worker sees one Toss.
 
-All tables carry the `sandbox_` prefix and never reference the shop's tables: the sandbox plays an
-outside company and can run in its own process against its own database.
+They live in the sandbox's own database (`db.py`); the `sandbox_` prefix keeps them recognisable
+should someone point it at a shared one.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
-from ..models import UTCDateTime, utcnow
+from .db import UTCDateTime, db, utcnow
 
 # Payment statuses, as Toss names them.
 READY = "READY"
@@ -194,19 +193,3 @@ class SandboxWebhook(db.Model):  # type: ignore[name-defined]
     last_error: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-SANDBOX_TABLES = (
-    SandboxPayment.__table__,
-    SandboxCancel.__table__,
-    SandboxIdempotencyKey.__table__,
-    SandboxWebhook.__table__,
-)
-
-__all__ = [
-    "SANDBOX_TABLES",
-    "SandboxCancel",
-    "SandboxIdempotencyKey",
-    "SandboxPayment",
-    "SandboxWebhook",
-]

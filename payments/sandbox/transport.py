@@ -1,20 +1,20 @@
 """A `requests` transport adapter that hands requests to a WSGI app in this process.
 
-The app reaches its embedded sandbox through the very same TossClient code it uses for Toss,
-without a socket: under a single sync gunicorn worker, calling our own port would deadlock.
-A read timeout is honoured like a socket's (the app runs in a helper thread and the caller gets
-`requests.ReadTimeout` while the work goes on), so slow answers behave as they do over HTTP.
+A shop running the sandbox in its own process reaches it through the very same TossClient code
+it uses for Toss, and the sandbox's webhooks reach the shop, without a socket: under a single
+sync gunicorn worker, calling our own port would deadlock. A read timeout is honoured like a
+socket's (the app runs on a pool thread and the caller gets `requests.ReadTimeout` while the
+work goes on), so slow answers behave as they do over HTTP.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import queue
-import threading
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from requests import PreparedRequest, ReadTimeout, Response
 from requests.adapters import BaseAdapter
@@ -110,63 +110,20 @@ def _read_timeout(timeout: Any) -> float | None:
     return float(timeout) if timeout is not None else None
 
 
+# Calls run on pool threads so the caller can stop waiting at its read timeout. The pool is
+# large because a slow call must never make another wait for a thread.
+_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="wsgi-transport")
+
+
 def _call_with_timeout(
     call: Callable[[], bytes], seconds: float, request: PreparedRequest
 ) -> bytes:
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            box["content"] = call()
-        except BaseException as exc:  # handed to the caller's thread below
-            box["error"] = exc
-        finally:
-            done.set()
-
     # Another thread has no Flask context of ours: the app pushes its own, as under a server.
-    _RUNNERS.start(run)
-    if not done.wait(seconds):
-        raise ReadTimeout(f"in-process read timed out after {seconds} s", request=request)
-    if "error" in box:
-        raise box["error"]
-    content: bytes = box["content"]
-    return content
-
-
-class _Runners:
-    """Daemon threads for in-process calls, kept for reuse: a call starts at once, on an idle
-    thread or a new one (never queued behind a slow call, as with a thread per call), without
-    creating a thread per call (a few percent of a confirmation's CPU under load, bench/run.py).
-    """
-
-    def __init__(self, keep: int = 16) -> None:
-        self._keep = keep
-        self._lock = threading.Lock()
-        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
-        # A forked child (gunicorn --preload) has none of the parent's threads.
-        os.register_at_fork(after_in_child=self._idle.clear)
-
-    def start(self, work: Callable[[], None]) -> None:
-        with self._lock:
-            inbox = self._idle.pop() if self._idle else None
-        if inbox is None:
-            inbox = queue.SimpleQueue()
-            threading.Thread(
-                target=self._serve, args=(inbox,), name="wsgi-transport", daemon=True
-            ).start()
-        inbox.put(work)
-
-    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
-        while True:
-            inbox.get()()  # `work` catches everything itself
-            with self._lock:
-                if len(self._idle) >= self._keep:
-                    return
-                self._idle.append(inbox)
-
-
-_RUNNERS = _Runners()
+    future = _POOL.submit(call)
+    try:
+        return future.result(timeout=seconds)
+    except FutureTimeout:
+        raise ReadTimeout(f"in-process read timed out after {seconds} s", request=request) from None
 
 
 def _headers(pairs: Iterable[tuple[str, str]]) -> Mapping[str, str]:
@@ -174,7 +131,5 @@ def _headers(pairs: Iterable[tuple[str, str]]) -> Mapping[str, str]:
 
 
 def _unquote_path(path: str) -> str:
-    from urllib.parse import unquote
-
     # WSGI wants PATH_INFO decoded and latin-1 encoded.
     return unquote(path).encode("utf-8").decode("latin-1")

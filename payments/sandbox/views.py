@@ -17,17 +17,17 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from ..extensions import db
-from . import service
+from . import helpers, windows
 from .api import json_response, kick_webhooks
-from .core import KST, SandboxError
+from .clock import KST
+from .db import db
+from .errors import SandboxError
 from .models import IN_PROGRESS, READY, SandboxPayment
+from .payments import METHOD_LABELS, find_payment, payment_json, refresh_deadlines, require_payment
 
 logger = logging.getLogger(__name__)
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STATIC_DIR = os.path.join(_ROOT, "static", "sandbox")
-TEMPLATE_DIR = os.path.join(_ROOT, "templates")
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 bp = Blueprint(
     "sandbox",
@@ -35,7 +35,6 @@ bp = Blueprint(
     url_prefix="/sandbox",
     static_folder=STATIC_DIR,
     static_url_path="/static",
-    template_folder=TEMPLATE_DIR,
 )
 
 # Pages a browser shows; everything else under /sandbox answers JSON.
@@ -127,7 +126,7 @@ def widget_session() -> Response:
     if request.method == "OPTIONS":
         return _cors(Response(status=204))
     data = {k: v for k, v in _json_body().items() if k != "scenario"}
-    payment = service.create_session(service.parse_session_request(data), _origin())
+    payment = windows.create_session(windows.parse_session_request(data), _origin())
     window_url = url_for("sandbox.window", token=payment.session_token, _external=True)
     return _cors(json_response({"windowUrl": window_url}, 201))
 
@@ -136,7 +135,7 @@ def widget_session() -> Response:
 
 
 def _session_or_404(token: str) -> SandboxPayment:
-    payment = service.find_session(token)
+    payment = windows.find_session(token)
     if payment is None:
         raise SandboxError("NOT_FOUND_PAYMENT_SESSION")
     return payment
@@ -146,14 +145,14 @@ def _session_or_404(token: str) -> SandboxPayment:
 def window(token: str) -> Response:
     """The payment window: order, amount and one button per outcome."""
     payment = _session_or_404(token)
-    service.refresh_deadlines(payment)
+    refresh_deadlines(payment)
     return _page(
         "sandbox/window.html",
         payment=payment,
         open=payment.status == READY,
-        scenarios=service.SCENARIOS,
-        hints=service.SCENARIO_HINTS,
-        method_label=service.METHOD_LABELS.get(payment.method, "카드"),
+        scenarios=windows.SCENARIOS,
+        hints=windows.SCENARIO_HINTS,
+        method_label=METHOD_LABELS.get(payment.method, "카드"),
         expires_at=payment.window_expires_at.astimezone(KST).strftime("%Y-%m-%d %H:%M"),
     )
 
@@ -163,24 +162,24 @@ def window_submit(token: str) -> Response:
     """The shopper picked an outcome: back to the shop's successUrl or failUrl."""
     payment = _session_or_404(token)
     scenario = request.form.get("scenario", "")
-    target = service.finish_session(payment, scenario)
+    target = windows.finish_session(payment, scenario)
     return redirect(target, 303)  # type: ignore[return-value]
 
 
 @bp.get("/receipt/<payment_key>")
 def receipt(payment_key: str) -> Response:
-    payment = service.find_payment(payment_key)
+    payment = find_payment(payment_key)
     if payment is None or payment.status in (READY, IN_PROGRESS):
         raise SandboxError("NOT_FOUND_PAYMENT")
     return _page(
         "sandbox/receipt.html",
         payment=payment,
-        data=service.payment_json(payment),
-        method_label=service.METHOD_LABELS.get(payment.method, "카드"),
+        data=payment_json(payment),
+        method_label=METHOD_LABELS.get(payment.method, "카드"),
     )
 
 
-# -- test helpers (CONTRACT.md) --------------------------------------------------------------------
+# -- test helpers ----------------------------------------------------------------------------------
 
 
 @bp.post("/api/sessions")
@@ -188,10 +187,10 @@ def api_session() -> Response:
     """What the widget + window do for a shopper who picks `scenario` → {"redirectUrl"}."""
     data = _json_body()
     data.setdefault("scenario", "approve")
-    req = service.parse_session_request(data)
-    payment = service.create_session(req, _origin())
+    req = windows.parse_session_request(data)
+    payment = windows.create_session(req, _origin())
     return json_response(
-        {"redirectUrl": service.finish_session(payment, req.scenario or "approve")}
+        {"redirectUrl": windows.finish_session(payment, req.scenario or "approve")}
     )
 
 
@@ -199,16 +198,16 @@ def api_session() -> Response:
 def api_deposit(order_id: str) -> Response:
     """The buyer pays the virtual account: WAITING_FOR_DEPOSIT → DONE, with webhooks."""
     body = request.get_json(force=True, silent=True)
-    return json_response(service.deposit(order_id, body))
+    return json_response(helpers.deposit(order_id, body))
 
 
 @bp.get("/api/payments/<payment_key>")
 def api_payment(payment_key: str) -> Response:
     """The Payment plus {"sandbox": {"confirmRequests", "webhooksSent", …}}; no auth."""
-    return json_response(service.sandbox_view(service.require_payment(payment_key)))
+    return json_response(helpers.sandbox_view(require_payment(payment_key)))
 
 
 @bp.post("/api/payments/<payment_key>/expire")
 def api_expire(payment_key: str) -> Response:
     """Expire the payment as if its confirm deadline (or deposit due date) had passed."""
-    return json_response(service.expire(payment_key))
+    return json_response(helpers.expire(payment_key))

@@ -1,0 +1,1 @@
+"""The operator console: login, dashboard, orders with their timeline, refunds, webhook inbox."""

@@ -1,1 +1,0 @@
-"""Thin blueprints: parse → call one service → render or redirect."""

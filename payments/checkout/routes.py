@@ -1,0 +1,86 @@
+"""The Toss widget page and the redirects Toss sends the shopper back with."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from ..core.errors import ServiceError, message_for
+from ..core.orders import find_order
+from ..core.states import OrderStatus, Source
+from ..shop.ownership import can_view, customer_key, order_token
+from .confirm import confirm_payment, parse_confirm_request, window_failed
+
+bp = Blueprint("checkout", __name__, url_prefix="/checkout")
+
+FAIL_CODE_RE = re.compile(r"^[A-Z0-9_]{1,64}$")
+
+
+@bp.get("/<order_id>")
+def page(order_id: str) -> Response | str:
+    order = find_order(order_id)
+    if order is None or not can_view(order):
+        abort(404)
+    if order.status != OrderStatus.PENDING:
+        return redirect(url_for("shop.order", order_id=order.order_id), 303)
+    return render_template(
+        "checkout/page.html",
+        order=order,
+        client_key=current_app.config["TOSS_CLIENT_KEY"],
+        widget_script=current_app.config["TOSS_WIDGET_SCRIPT_URL"],
+        customer_key=order.customer_key or customer_key(),
+        success_url=public_url("checkout.success"),
+        fail_url=public_url("checkout.fail"),
+        sandbox=current_app.config["TOSS_SANDBOX"],
+    )
+
+
+@bp.get("/success")
+def success() -> Response:
+    """Confirm server-side, then redirect (PRG) to the order page.
+
+    A refresh or second tab never confirms twice: the service returns the stored result.
+    """
+    req = parse_confirm_request(request.args)
+    try:
+        order = confirm_payment(req, Source.REDIRECT)
+    except ServiceError as exc:
+        if exc.code in ("PAYMENT_PENDING", "ORDER_NOT_PAYABLE"):
+            return redirect(_order_url(req.order_id), 303)
+        if exc.code in ("INVALID_REQUEST", "ORDER_NOT_FOUND", "AMOUNT_MISMATCH"):
+            raise
+        return redirect(url_for("checkout.fail", code=exc.code, orderId=req.order_id), 303)
+    return redirect(_order_url(order.order_id), 303)
+
+
+def _order_url(order_id: str) -> str:
+    # The redirect may land in another browser than the one that ordered (e.g. an app's
+    # webview); the signed link keeps the order page reachable there.
+    return url_for("shop.order", order_id=order_id, t=order_token(order_id))
+
+
+@bp.get("/fail")
+def fail() -> str:
+    code = request.args.get("code", "")
+    order_id = request.args.get("orderId", "")
+    if not FAIL_CODE_RE.match(code):
+        code = "UNKNOWN_ERROR"
+    order = window_failed(order_id, code)
+    visible = order is not None and can_view(order)
+    return render_template(
+        "checkout/fail.html",
+        code=code,
+        message=message_for(code),
+        order=order if visible else None,
+    )
+
+
+def public_url(endpoint: str, **values: Any) -> str:
+    """Absolute URL for Toss redirects: PUBLIC_BASE_URL when set, else the request's origin."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if base:
+        return base + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)

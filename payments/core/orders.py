@@ -1,0 +1,108 @@
+"""The one order state machine: every status write goes through `transition()`.
+
+A move is a conditional UPDATE on the status we read, so the database decides races between
+tabs, the JSON API, webhooks and workers: the loser's UPDATE matches no row and changes nothing.
+Callers (the services) commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
+
+from ..extensions import db
+from .clock import utcnow
+from .models import AuditEntry, Order
+from .states import OrderStatus, Source, can_move
+
+logger = logging.getLogger(__name__)
+
+ORDER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+PAYMENT_KEY_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,200}$")
+
+
+class InvalidTransition(RuntimeError):
+    """A write the state machine forbids: a bug in the caller, never user input."""
+
+
+def transition(
+    order: Order,
+    to: OrderStatus,
+    source: Source,
+    *,
+    payment_key: str | None = None,
+    transaction_key: str | None = None,
+    code: str | None = None,
+    detail: str | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> bool:
+    """Move `order` to `to` if it is still in the status we read; False when another writer won
+    (the order is then expired, so the next read sees the winner's write).
+
+    The audit row joins the caller's transaction, so a move never commits without it.
+    """
+    src = order.status
+    if not can_move(src, to):
+        raise InvalidTransition(f"{order.order_id}: {src} → {to} is not allowed")
+    fields: dict[str, Any] = {"status": to, "updated_at": utcnow(), **(values or {})}
+    moved = db.session.execute(
+        update(Order).where(Order.id == order.id, Order.status == src).values(fields)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.expire(order)
+        return False
+    db.session.add(
+        AuditEntry(
+            order_pk=order.id,
+            from_status=src,
+            to_status=to,
+            source=source,
+            payment_key=payment_key or fields.get("payment_key", order.payment_key),
+            transaction_key=transaction_key,
+            code=code,
+            detail=detail,
+        )
+    )
+    logger.info(
+        "order status changed",
+        extra={"order_id": order.order_id, "from": src.value, "to": to.value, "source": source},
+    )
+    return True
+
+
+def record(
+    order: Order,
+    event: str,
+    source: Source,
+    *,
+    payment_key: str | None = None,
+    code: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """An audit row for something notable that did not change the status; the caller commits."""
+    db.session.add(
+        AuditEntry(
+            order_pk=order.id,
+            event=event,
+            from_status=order.status,
+            to_status=order.status,
+            source=source,
+            payment_key=payment_key,
+            code=code,
+            detail=(detail or "")[:500] or None,
+        )
+    )
+
+
+def find_order(order_id: object) -> Order | None:
+    """The order with this orderId (its payment row loaded in the same query), or None for an
+    unknown or ill-formed orderId."""
+    if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id):
+        return None
+    query = select(Order).where(Order.order_id == order_id).options(joinedload(Order.payment))
+    return db.session.execute(query).scalar_one_or_none()

@@ -1,0 +1,124 @@
+"""Every status the shop stores, and the one table of allowed order moves.
+
+Each list of statuses is written once, here: the models' CHECK constraints, the admin filters and
+the state machine all read these enums.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"  # created, amount fixed, waiting for the shopper to pay
+    CONFIRMING = "CONFIRMING"  # intent committed, confirm call to Toss in flight
+    NEEDS_RECONCILE = "NEEDS_RECONCILE"  # confirm outcome unknown: settle by lookup
+    AWAITING_DEPOSIT = "AWAITING_DEPOSIT"  # virtual account issued
+    PAID = "PAID"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+    CANCELED = "CANCELED"
+
+
+class WebhookStatus(StrEnum):
+    """Where an inbox event stands."""
+
+    PENDING = "PENDING"  # stored, waiting for a worker (again, after a failed attempt)
+    PROCESSING = "PROCESSING"  # leased by a worker
+    DONE = "DONE"  # applied
+    IGNORED = "IGNORED"  # nothing to do (an order or event kind this shop does not know)
+    REJECTED = "REJECTED"  # not to be believed (wrong secret, a payment Toss does not know)
+    FAILED = "FAILED"  # out of retries; an operator may replay it
+
+
+class RefundStatus(StrEnum):
+    PENDING = "PENDING"  # written before the Toss cancel call; outcome not known yet
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class Source(StrEnum):
+    """Who moved an order; recorded on every audit row."""
+
+    SHOP = "shop"
+    REDIRECT = "redirect"
+    API = "api"
+    WEBHOOK = "webhook"
+    WORKER = "worker"
+    RECONCILE = "reconcile"
+    ADMIN = "admin"
+
+
+S = OrderStatus
+
+ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
+    # CONFIRMING → PENDING: Toss refused the card, the shopper may pay again.
+    S.PENDING: frozenset({S.CONFIRMING, S.EXPIRED, S.CANCELED, S.FAILED}),
+    S.CONFIRMING: frozenset(
+        {S.PAID, S.AWAITING_DEPOSIT, S.FAILED, S.NEEDS_RECONCILE, S.PENDING, S.EXPIRED}
+    ),
+    S.NEEDS_RECONCILE: frozenset({S.PAID, S.AWAITING_DEPOSIT, S.FAILED, S.PENDING, S.EXPIRED}),
+    S.AWAITING_DEPOSIT: frozenset({S.PAID, S.EXPIRED, S.CANCELED}),
+    # A failed deposit can move a virtual-account payment from DONE back to WAITING_FOR_DEPOSIT.
+    S.PAID: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED, S.AWAITING_DEPOSIT}),
+    S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.REFUNDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.CANCELED: frozenset(),
+}
+
+TERMINAL = frozenset(s for s, nxt in ALLOWED.items() if not nxt)
+# The payment went through with Toss (money moved or a virtual account awaits it).
+SETTLED = frozenset({S.PAID, S.PARTIALLY_REFUNDED, S.REFUNDED, S.AWAITING_DEPOSIT})
+# A confirmation is running or its outcome is being found out.
+IN_FLIGHT = frozenset({S.CONFIRMING, S.NEEDS_RECONCILE})
+REFUNDABLE = frozenset({S.PAID, S.PARTIALLY_REFUNDED})
+REFUNDED = frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED})
+
+LABELS_KO: dict[OrderStatus, str] = {
+    S.PENDING: "결제 대기",
+    S.CONFIRMING: "결제 확인 중",
+    S.NEEDS_RECONCILE: "결제 확인 중",
+    S.AWAITING_DEPOSIT: "입금 대기",
+    S.PAID: "결제 완료",
+    S.PARTIALLY_REFUNDED: "부분 환불",
+    S.REFUNDED: "환불 완료",
+    S.FAILED: "결제 실패",
+    S.EXPIRED: "기한 만료",
+    S.CANCELED: "취소됨",
+}
+
+
+def can_move(src: OrderStatus, dst: OrderStatus) -> bool:
+    return dst in ALLOWED[src]
+
+
+def path(src: OrderStatus, dst: OrderStatus) -> list[OrderStatus]:
+    """The shortest chain of allowed moves from `src` to `dst` (excluding `src`); [] if none.
+
+    Lets one Toss answer move an order several steps (CONFIRMING → PAID → REFUNDED) while every
+    step still passes the table and gets its own audit row.
+    """
+    if src is dst:
+        return []
+    frontier: list[list[OrderStatus]] = [[src]]
+    seen = {src}
+    while frontier:
+        nxt: list[list[OrderStatus]] = []
+        for chain in frontier:
+            for step in sorted(ALLOWED[chain[-1]]):
+                if step is dst:
+                    return [*chain[1:], step]
+                if step not in seen:
+                    seen.add(step)
+                    nxt.append([*chain, step])
+        frontier = nxt
+    return []
+
+
+def check_constraint(enum: type[StrEnum]) -> str:
+    """The SQL of a `status IN (…)` CHECK listing every member of `enum`."""
+    return "status IN (" + ",".join(f"'{member.value}'" for member in enum) + ")"

@@ -1,0 +1,62 @@
+"""The sandbox as a Flask app of its own: its settings, database, routes, clock and sender."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import requests
+from flask import Flask
+
+from . import api, views
+from .db import configure_engine, db
+from .keys import merchant_keys
+from .payments import sweep_expired
+from .sender import Sender
+from .settings import SandboxSettings, SettingsError
+from .state import SandboxState
+
+# The sandbox's routes all live under this prefix, as its Toss API base and widget script do.
+PREFIX = "/sandbox"
+API_BASE_PATH = PREFIX
+WIDGET_SCRIPT_PATH = PREFIX + "/widget/v2/standard"
+
+
+def create_app(
+    settings: SandboxSettings | None = None,
+    *,
+    instance_path: str | None = None,
+    webhook_session: Callable[[], requests.Session] = requests.Session,
+) -> Flask:
+    """The offline Toss as a WSGI app, on its own database (created here if new).
+
+    `webhook_session` makes the HTTP sessions webhooks are delivered with (a shop running the
+    sandbox in its own process passes one that reaches it without a socket).
+    """
+    settings = settings or SandboxSettings.load()
+    if os.environ.get("APP_ENV") == "production":
+        raise SettingsError("the Toss sandbox does not run when APP_ENV=production")
+    app = Flask(__name__, static_folder=None, instance_path=instance_path)
+    database_url = settings.database_url or _default_database(app.instance_path)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_url,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    db.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(views.bp)
+    app.extensions["toss_sandbox"] = SandboxState(
+        settings=settings,
+        keys=merchant_keys(settings),
+        sender=Sender(app, settings, http=webhook_session, jobs=[sweep_expired]),
+    )
+    with app.app_context():
+        configure_engine(db.engine)
+        db.create_all()
+    return app
+
+
+def _default_database(instance_path: str) -> str:
+    os.makedirs(instance_path, exist_ok=True)
+    return "sqlite:///" + os.path.join(os.path.abspath(instance_path), "toss-sandbox.sqlite3")

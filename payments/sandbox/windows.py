@@ -1,0 +1,292 @@
+"""Payment windows: what the widget's requestPayment opens and the shopper finishes.
+
+The window stands in for Toss's payment page: the shopper picks an outcome (a scenario) instead
+of entering a card, and is sent back to the shop's successUrl or failUrl as Toss would.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import select, update
+
+from .db import db
+from .errors import ERRORS, SandboxError
+from .ids import new_payment_key, new_session_token
+from .models import (
+    ABORTED,
+    CARD,
+    CONFIRMED,
+    EXPIRED,
+    IN_PROGRESS,
+    READY,
+    VIRTUAL_ACCOUNT,
+    SandboxPayment,
+)
+from .payments import WINDOW_LIFETIME, invalid, now, parse_amount
+from .state import state
+
+# Outcomes the shopper can pick in the payment window (and POST /sandbox/api/sessions).
+SCENARIOS: dict[str, str] = {
+    "approve": "카드 결제 승인",
+    "reject_card": "카드사 승인 거절",
+    "insufficient_balance": "잔액 부족 (승인 요청에서 거절)",
+    "cancel_by_user": "결제 취소 (결제창 닫기)",
+    "virtual_account": "가상계좌 발급",
+    "provider_error": "일시적 오류 (첫 승인 요청 실패 후 재시도 성공)",
+    "slow_confirm": "느린 승인 응답 (승인은 완료)",
+}
+SCENARIO_HINTS: dict[str, str] = {
+    "approve": "성공 페이지로 이동하고, 승인 요청이 DONE으로 완료됩니다.",
+    "reject_card": "실패 페이지로 이동합니다 (REJECT_CARD_COMPANY).",
+    "insufficient_balance": (
+        "성공 페이지로 이동하지만 승인 요청이 403 REJECT_CARD_PAYMENT로 거절됩니다."
+    ),
+    "cancel_by_user": "실패 페이지로 이동합니다 (PAY_PROCESS_CANCELED).",
+    "virtual_account": "승인 시 입금 대기(WAITING_FOR_DEPOSIT) 가상계좌가 발급됩니다.",
+    "provider_error": "첫 승인 요청은 500 오류, 같은 멱등키로 다시 요청하면 승인됩니다.",
+    "slow_confirm": "승인은 완료되지만 응답이 늦게 도착합니다 (타임아웃 재현).",
+}
+_METHOD_ALIASES = {
+    "CARD": CARD,
+    "카드": CARD,
+    "VIRTUAL_ACCOUNT": VIRTUAL_ACCOUNT,
+    "가상계좌": VIRTUAL_ACCOUNT,
+}
+MIN_AMOUNT = {CARD: 100, VIRTUAL_ACCOUNT: 200}
+ORDER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+CUSTOMER_KEY_RE = re.compile(r"^[A-Za-z0-9\-_=.@]{2,50}$")
+ANONYMOUS = "@@ANONYMOUS"
+URL_RE = re.compile(r"^https?://[^/\s?#]+[^\s]*$")
+PHONE_RE = re.compile(r"^[0-9]{8,15}$")
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """What the widget's requestPayment sends (plus the helper's scenario and taxFreeAmount)."""
+
+    client_key: str
+    order_id: str
+    order_name: str
+    amount: int
+    success_url: str
+    fail_url: str
+    method: str | None = None
+    scenario: str | None = None
+    customer_key: str | None = None
+    customer_email: str | None = None
+    customer_name: str | None = None
+    customer_mobile_phone: str | None = None
+    tax_free_amount: int = 0
+
+
+def _opt_str(data: Mapping[str, Any], name: str, max_len: int) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > max_len:
+        raise invalid(f"{name}는 {max_len}자 이하의 문자열이어야 합니다.")
+    return value
+
+
+def parse_session_request(data: Mapping[str, Any]) -> SessionRequest:
+    """Validate a session per TOSS.md "Field rules"; SandboxError (400/401) when it breaks one."""
+    client_key = data.get("clientKey")
+    if not isinstance(client_key, str) or not client_key:
+        raise invalid("clientKey가 필요합니다.")
+    family = state().keys.client_family(client_key)
+    if family == "ck" or re.match(r"^(test|live)_ck_", client_key):
+        raise SandboxError("INVALID_CLIENT_KEY")
+    if family != "gck":
+        raise SandboxError("UNAUTHORIZED_KEY")
+
+    order_id = data.get("orderId")
+    if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id):
+        raise invalid(
+            "orderId는 영문 대소문자, 숫자, -, _ 로 이루어진 6자 이상 64자 이하여야 합니다."
+        )
+    order_name = data.get("orderName")
+    if not isinstance(order_name, str) or not order_name.strip() or len(order_name) > 100:
+        raise invalid("orderName은 1자 이상 100자 이하여야 합니다.")
+    amount = parse_amount(data.get("amount"))
+    for name in ("successUrl", "failUrl"):
+        url = data.get(name)
+        if not isinstance(url, str) or len(url) > 2048 or not URL_RE.match(url):
+            raise invalid(f"{name}은 http:// 또는 https:// 로 시작하는 절대 URL이어야 합니다.")
+
+    method_raw = data.get("method")
+    method: str | None = None
+    if method_raw not in (None, ""):
+        if not isinstance(method_raw, str) or method_raw not in _METHOD_ALIASES:
+            raise invalid("method는 CARD(카드) 또는 VIRTUAL_ACCOUNT(가상계좌)여야 합니다.")
+        method = _METHOD_ALIASES[method_raw]
+    scenario = data.get("scenario")
+    if scenario in (None, ""):
+        scenario = None
+    elif not isinstance(scenario, str) or scenario not in SCENARIOS:
+        raise invalid(f"scenario는 {', '.join(SCENARIOS)} 중 하나여야 합니다.")
+    if scenario is not None:
+        method = VIRTUAL_ACCOUNT if scenario == "virtual_account" else CARD
+    if amount < MIN_AMOUNT[method or CARD]:
+        raise SandboxError("BELOW_MINIMUM_AMOUNT")
+
+    customer_key = data.get("customerKey")
+    if customer_key in (None, ""):
+        customer_key = None
+    elif not isinstance(customer_key, str) or not (
+        customer_key == ANONYMOUS or CUSTOMER_KEY_RE.match(customer_key)
+    ):
+        raise invalid(
+            "customerKey는 영문 대소문자, 숫자, 특수문자 -, _, =, ., @ 로 "
+            "2자 이상 50자 이하여야 합니다."
+        )
+    phone = _opt_str(data, "customerMobilePhone", 20)
+    if phone is not None:
+        phone = phone.replace("-", "")
+        if not PHONE_RE.match(phone):
+            raise invalid("customerMobilePhone은 숫자만 8~15자여야 합니다.")
+    tax_free_raw = data.get("taxFreeAmount")
+    tax_free = 0
+    if tax_free_raw not in (None, 0, "0"):
+        tax_free = parse_amount(tax_free_raw, "taxFreeAmount")
+        if tax_free > amount:
+            raise invalid("taxFreeAmount는 결제 금액보다 클 수 없습니다.")
+
+    return SessionRequest(
+        client_key=client_key,
+        order_id=order_id,
+        order_name=order_name,
+        amount=amount,
+        success_url=data["successUrl"],
+        fail_url=data["failUrl"],
+        method=method,
+        scenario=scenario,
+        customer_key=customer_key,
+        customer_email=_opt_str(data, "customerEmail", 100),
+        customer_name=_opt_str(data, "customerName", 100),
+        customer_mobile_phone=phone,
+        tax_free_amount=tax_free,
+    )
+
+
+def create_session(req: SessionRequest, origin: str) -> SandboxPayment:
+    """Open a payment window (status READY, no paymentKey yet) and commit it."""
+    taken = db.session.scalar(
+        select(SandboxPayment.id).where(
+            SandboxPayment.order_id == req.order_id, SandboxPayment.status.in_(CONFIRMED)
+        )
+    )
+    if taken is not None:
+        raise SandboxError("DUPLICATED_ORDER_ID")
+    t = now()
+    payment = SandboxPayment(
+        session_token=new_session_token(),
+        order_id=req.order_id,
+        order_name=req.order_name,
+        client_key=req.client_key,
+        customer_key=req.customer_key,
+        customer_name=req.customer_name,
+        customer_email=req.customer_email,
+        customer_mobile_phone=req.customer_mobile_phone,
+        method=req.method or CARD,
+        status=READY,
+        total_amount=req.amount,
+        balance_amount=req.amount,
+        tax_free_amount=req.tax_free_amount,
+        success_url=req.success_url,
+        fail_url=req.fail_url,
+        origin=origin.rstrip("/"),
+        requested_at=t,
+        window_expires_at=t + WINDOW_LIFETIME,
+    )
+    db.session.add(payment)
+    db.session.commit()
+    return payment
+
+
+def with_query(url: str, params: list[tuple[str, str]]) -> str:
+    """`url` with `params` appended to its query string (keeping any it already has)."""
+    parts = urlsplit(url)
+    query = urlencode(params)
+    if parts.query:
+        query = parts.query + "&" + query
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _fail_url(payment: SandboxPayment, code: str) -> str:
+    return with_query(
+        payment.fail_url,
+        [("code", code), ("message", ERRORS[code][1]), ("orderId", payment.order_id)],
+    )
+
+
+def finish_session(payment: SandboxPayment, scenario: str) -> str:
+    """The shopper picked `scenario` in the window: record it; the URL the browser goes to next.
+
+    A window finished once keeps its outcome: a resubmitted form gets the same redirect.
+    """
+    if scenario not in SCENARIOS:
+        raise invalid(f"scenario는 {', '.join(SCENARIOS)} 중 하나여야 합니다.")
+    if payment.status != READY:
+        if payment.redirect_url:
+            return payment.redirect_url
+        return _fail_url(payment, "PAY_PROCESS_ABORTED")
+    t = now()
+    values: dict[str, Any] = {"scenario": scenario, "updated_at": t}
+    if t >= payment.window_expires_at:
+        values |= {"status": EXPIRED}
+        redirect = _fail_url(payment, "PAY_PROCESS_ABORTED")
+    elif scenario in ("reject_card", "cancel_by_user") or (
+        scenario == "virtual_account" and payment.total_amount < MIN_AMOUNT[VIRTUAL_ACCOUNT]
+    ):
+        code = {
+            "reject_card": "REJECT_CARD_COMPANY",
+            "cancel_by_user": "PAY_PROCESS_CANCELED",
+        }.get(scenario, "BELOW_MINIMUM_AMOUNT")
+        values |= {
+            "status": ABORTED,
+            "failure_code": code,
+            "failure_message": ERRORS[code][1],
+        }
+        redirect = _fail_url(payment, code)
+    else:
+        key = new_payment_key()
+        values |= {
+            "status": IN_PROGRESS,
+            "payment_key": key,
+            "method": VIRTUAL_ACCOUNT if scenario == "virtual_account" else CARD,
+            "authenticated_at": t,
+            "provider_errors_left": 1 if scenario == "provider_error" else 0,
+        }
+        redirect = with_query(
+            payment.success_url,
+            [
+                ("paymentType", "NORMAL"),
+                ("orderId", payment.order_id),
+                ("paymentKey", key),
+                ("amount", str(payment.total_amount)),
+            ],
+        )
+    values["redirect_url"] = redirect
+    result = db.session.execute(
+        update(SandboxPayment)
+        .where(SandboxPayment.id == payment.id, SandboxPayment.status == READY)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    db.session.refresh(payment)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        # Another tab finished this window first: send this one where that one went.
+        return payment.redirect_url or _fail_url(payment, "PAY_PROCESS_ABORTED")
+    return redirect
+
+
+def find_session(token: str) -> SandboxPayment | None:
+    if not token or len(token) > 64:
+        return None
+    return db.session.scalar(select(SandboxPayment).where(SandboxPayment.session_token == token))

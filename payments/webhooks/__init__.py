@@ -1,0 +1,1 @@
+"""Toss webhooks: the route stores each event (inbox), a worker re-checks it with Toss (worker)."""
