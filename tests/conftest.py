@@ -1,4 +1,7 @@
-"""Shared fixtures: an app per test on a fresh database, Toss faked with `responses`."""
+"""Shared fixtures: an app per test on a fresh database, Toss faked with `responses`, a shopper.
+
+Helpers that are not fixtures live in `tests/helpers.py`.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +14,14 @@ import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 import payments.config
-from payments import create_app
-from payments.cli import seed_catalog
+from payments.core.models import Order, Product
 from payments.extensions import db
-from payments.models import Order, Product
-from payments.orders import create_order
-
-TOSS = "https://api.tosspayments.com"
-CONFIRM_URL = f"{TOSS}/v1/payments/confirm"
-# Keys the sandbox accepts; tests never carry real or docs keys.
-CLIENT_KEY = "test_gck_sandbox"
-SECRET_KEY = "test_gsk_sandbox"
+from payments.shop.catalog import create_order, seed_catalog
+from tests.helpers import Shopper, make_app
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -103,29 +99,6 @@ def fresh_database_url(tmp_path: Any, pg_base_url: str | None) -> Iterator[str]:
     _drop_pg_database(handle)
 
 
-def make_app(database_url: str, **overrides: Any) -> Flask:
-    config: dict[str, Any] = {
-        "APP_ENV": "testing",
-        "SECRET_KEY": "test-secret-key-not-for-production",
-        "DATABASE_URL": database_url,
-        "TOSS_CLIENT_KEY": CLIENT_KEY,
-        "TOSS_SECRET_KEY": SECRET_KEY,
-        "TOSS_SANDBOX": "0",
-        "TOSS_API_BASE": TOSS,
-        "TOSS_RETRY_BACKOFF": "0",
-        "TOSS_READ_TIMEOUT": "30",
-        "WTF_CSRF_ENABLED": False,
-        "PUBLIC_BASE_URL": "",
-        # Tests fire far more requests than a shopper; test_ratelimit.py turns limits on.
-        "RATELIMIT_ENABLED": False,
-    }
-    config.update(overrides)
-    app = create_app(config)
-    with app.app_context():
-        db.create_all()
-    return app
-
-
 @pytest.fixture
 def app(database_url: str) -> Iterator[Flask]:
     app = make_app(database_url)
@@ -152,28 +125,21 @@ def toss() -> Iterator[responses.RequestsMock]:
 @pytest.fixture
 def products(app: Flask) -> list[Product]:
     with app.app_context():
-        items = list(db.session.scalars(db.select(Product).order_by(Product.id)))
+        items = list(db.session.scalars(select(Product).order_by(Product.id)))
         db.session.expunge_all()
         return items
 
 
 @pytest.fixture
-def place_order(app: Flask, client: FlaskClient) -> Callable[..., str]:
+def shopper(app: Flask, client: FlaskClient) -> Shopper:
+    """The `client` browser as a shopper: add to cart, place an order, return from Toss."""
+    return Shopper(app, client)
+
+
+@pytest.fixture
+def place_order(shopper: Shopper) -> Callable[..., str]:
     """Create an order through the shop as the `client` browser; returns its orderId."""
-
-    def place(cart: dict[int, int] | None = None) -> str:
-        with app.app_context():
-            ids = [p.id for p in db.session.scalars(db.select(Product).order_by(Product.id))]
-        for product_id, qty in (cart or {ids[0]: 2, ids[1]: 1}).items():
-            resp = client.post(
-                "/cart", data={"action": "add", "product_id": product_id, "quantity": qty}
-            )
-            assert resp.status_code == 303, resp.get_data(as_text=True)
-        resp = client.post("/orders")
-        assert resp.status_code == 303
-        return resp.headers["Location"].rsplit("/", 1)[-1]
-
-    return place
+    return shopper.place_order
 
 
 @pytest.fixture
@@ -182,46 +148,10 @@ def order_factory(app: Flask) -> Callable[..., Order]:
 
     def make(cart: dict[str, int] | None = None) -> Order:
         with app.app_context():
-            ids = [p.id for p in db.session.scalars(db.select(Product).order_by(Product.id))]
+            ids = list(db.session.scalars(select(Product.id).order_by(Product.id)))
             order = create_order(cart or {str(ids[0]): 1}, "cust_test_customer")
             db.session.refresh(order)
             db.session.expunge(order)
             return order
 
     return make
-
-
-def payment_json(
-    order_id: str,
-    amount: int,
-    payment_key: str = "tpk_test_0001",
-    status: str = "DONE",
-    **extra: Any,
-) -> dict[str, Any]:
-    """A Toss Payment object as confirm/lookup would return it."""
-    body: dict[str, Any] = {
-        "mId": "tosspayments",
-        "version": "2022-11-16",
-        "paymentKey": payment_key,
-        "type": "NORMAL",
-        "orderId": order_id,
-        "orderName": "테스트 주문",
-        "currency": "KRW",
-        "method": "카드",
-        "totalAmount": amount,
-        "balanceAmount": amount,
-        "suppliedAmount": amount - round(amount / 11),
-        "vat": round(amount / 11),
-        "taxFreeAmount": 0,
-        "status": status,
-        "requestedAt": "2026-11-22T10:00:00+09:00",
-        "approvedAt": "2026-11-22T10:00:05+09:00" if status == "DONE" else None,
-        "lastTransactionKey": "txkey_0001",
-        "card": {"number": "43301234****123*", "approveNo": "00000000", "cardType": "신용"},
-        "receipt": {"url": "https://dashboard.tosspayments.com/receipt/sample"},
-        "cancels": None,
-        "secret": None,
-        "unknownFutureField": {"ignored": True},
-    }
-    body.update(extra)
-    return body

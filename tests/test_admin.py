@@ -20,15 +20,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from werkzeug.security import generate_password_hash
 
-import payments.blueprints.admin as admin_views
-from payments import dashboard
-from payments.cli import seed_catalog
+import payments.admin.routes as admin_views
+from payments.admin import queries as dashboard
+from payments.shop.catalog import seed_catalog
 from payments.extensions import db
-from payments.models import AuditEntry, Order, Refund, WebhookEvent
-from payments.states import Source
-from payments.sync import apply_payment
+from payments.core.models import AuditEntry, Order, Refund, WebhookEvent
+from payments.core.states import Source
+from payments.checkout.settle import apply_payment
 from payments.toss import Payment as TossPayment
-from tests.conftest import TOSS, make_app, payment_json
+from tests.helpers import TOSS, make_app, payment_json
 
 PASSWORD = "correct horse battery"
 HASH = generate_password_hash(PASSWORD)

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from payments.extensions import db
-from payments.models import AuditEntry, Order
+from payments.core.models import AuditEntry, Order
 
 GOOD_KEY = "tpk_test_0001"
 BAD_AMOUNTS: list[Any] = [

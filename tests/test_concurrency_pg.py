@@ -22,12 +22,12 @@ import pytest
 import responses
 from flask import Flask
 
-from payments.checkout import confirm_idempotency_key
-from payments.cli import seed_catalog
+from payments.checkout.confirm import confirm_idempotency_key
+from payments.shop.catalog import seed_catalog
 from payments.extensions import db
-from payments.models import AuditEntry, Order, Payment, Product, WebhookEvent
-from payments.webhooks import run_once
-from tests.conftest import CLIENT_KEY, CONFIRM_URL, TOSS, make_app, payment_json
+from payments.core.models import AuditEntry, Order, Payment, Product, WebhookEvent
+from payments.webhooks.worker import run_once
+from tests.helpers import CLIENT_KEY, CONFIRM_URL, TOSS, make_app, payment_json
 
 T = TypeVar("T")
 DOORS = ("success", "verify", "confirm", "second_tab")

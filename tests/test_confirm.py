@@ -16,10 +16,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.exc import OperationalError
 
-from payments.checkout import confirm_idempotency_key
+from payments.checkout.confirm import confirm_idempotency_key
 from payments.extensions import db
-from payments.models import AuditEntry, Order, Payment
-from tests.conftest import SECRET_KEY, TOSS, payment_json
+from payments.core.models import AuditEntry, Order, Payment
+from tests.helpers import SECRET_KEY, TOSS, payment_json
 
 CONFIRM = f"{TOSS}/v1/payments/confirm"
 PK = "tpk_test_0001"
@@ -511,7 +511,7 @@ def test_failed_commit_after_confirm_is_finished_by_lookup(
     toss.get(f"{TOSS}/v1/payments/orders/{order_id}", json=payment_json(order_id, amount))
     with app.app_context():
         order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        from payments.states import Source
+        from payments.core.states import Source
 
         assert service.settle_by_lookup(order, Source.RECONCILE) == "PAID"
     assert len(confirm_calls(toss)) == 1

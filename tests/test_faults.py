@@ -32,14 +32,14 @@ from werkzeug.test import TestResponse
 
 import payments.checkout
 import payments.sync
-from payments.checkout import confirm_idempotency_key
-from payments.cli import seed_catalog
+from payments.checkout.confirm import confirm_idempotency_key
+from payments.shop.catalog import seed_catalog
 from payments.config import SANDBOX_API_ORIGIN
 from payments.extensions import db
-from payments.models import AuditEntry, Order, Payment, Product, utcnow
-from payments.reconcile import Report, reconcile
+from payments.core.models import AuditEntry, Order, Payment, Product, utcnow
+from payments.ops.reconcile import Report, reconcile
 from payments.sandbox.models import SandboxIdempotencyKey, SandboxPayment
-from tests.conftest import CLIENT_KEY, CONFIRM_URL, TOSS, make_app, payment_json
+from tests.helpers import CLIENT_KEY, CONFIRM_URL, TOSS, make_app, payment_json
 
 LOOKUP_BY_ORDER = re.compile(re.escape(TOSS) + r"/v1/payments/orders/([^/]+)$")
 LOOKUP_BY_KEY = re.compile(re.escape(TOSS) + r"/v1/payments/([^/]+)$")

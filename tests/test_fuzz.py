@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
-from payments.errors import ServiceError
+from payments.core.errors import ServiceError
 from payments.extensions import db
-from payments.models import Order, Payment, Refund, WebhookEvent
-from payments.webhooks import classify, parse_body
-from tests.conftest import make_app
+from payments.core.models import Order, Payment, Refund, WebhookEvent
+from payments.webhooks.inbox import classify, parse_body
+from tests.helpers import make_app
 
 SETTINGS = settings(
     max_examples=400,
@@ -55,7 +55,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
                    TOSS_SECRET_KEY="", TOSS_API_BASE="", SANDBOX_WEBHOOKS_ENABLED=False,
                    SANDBOX_SLOW_CONFIRM_SECONDS=0, RATELIMIT_ENABLED=False)  # fmt: skip
     with app.app_context():
-        from payments.cli import seed_catalog
+        from payments.shop.catalog import seed_catalog
 
         seed_catalog()
     yield app

@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from payments.extensions import db
-from payments.logs import _PATTERNS, RedactingFilter, configure_logging, redact
-from payments.models import Order
-from payments.refunds import RefundAccountInput, request_refund
-from payments.webhooks import run_once
-from tests.conftest import CONFIRM_URL, SECRET_KEY, TOSS, make_app, payment_json
+from payments.ops.logs import _PATTERNS, RedactingFilter, configure_logging, redact
+from payments.core.models import Order
+from payments.admin.refunds import RefundAccountInput, request_refund
+from payments.webhooks.worker import run_once
+from tests.helpers import CONFIRM_URL, SECRET_KEY, TOSS, make_app, payment_json
 
 PK = "tviva20261122secretKey0001"
 ACCOUNT = "110123456789"

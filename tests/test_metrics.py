@@ -20,10 +20,10 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from payments.extensions import db
-from payments.models import Order
-from payments.refunds import request_refund
-from payments.webhooks import run_once
-from tests.conftest import CONFIRM_URL, TOSS, make_app, payment_json
+from payments.core.models import Order
+from payments.admin.refunds import request_refund
+from payments.webhooks.worker import run_once
+from tests.helpers import CONFIRM_URL, TOSS, make_app, payment_json
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -9,7 +9,7 @@ from werkzeug.security import check_password_hash
 
 from payments import create_app
 from payments.extensions import db
-from payments.models import Product
+from payments.core.models import Product
 
 
 def test_migrations_match_the_models(fresh_database_url: str) -> None:

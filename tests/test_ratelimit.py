@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.conftest import make_app
+from tests.helpers import make_app
 
 REDIS = "redis://127.0.0.1:6379/15"
 

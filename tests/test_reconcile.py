@@ -19,11 +19,11 @@ import responses
 from flask import Flask
 from sqlalchemy import select, update
 
-from payments.checkout import confirm_idempotency_key
+from payments.checkout.confirm import confirm_idempotency_key
 from payments.extensions import db
-from payments.models import AuditEntry, Order, Payment, WebhookEvent, utcnow
-from payments.reconcile import Report, reconcile
-from tests.conftest import CONFIRM_URL, TOSS, make_app, payment_json
+from payments.core.models import AuditEntry, Order, Payment, WebhookEvent, utcnow
+from payments.ops.reconcile import Report, reconcile
+from tests.helpers import CONFIRM_URL, TOSS, make_app, payment_json
 
 PK = "tgen_20261122121910Rec01"
 VA_PK = "tviva20261122130102Rec02"
@@ -400,8 +400,8 @@ def test_payable_time_comes_from_the_config(
 ) -> None:
     app = make_app(database_url, ORDER_PAYABLE_MINUTES=120)
     with app.app_context():
-        from payments.cli import seed_catalog
-        from payments.orders import create_order
+        from payments.shop.catalog import seed_catalog
+        from payments.shop.catalog import create_order
 
         seed_catalog()
         order_id = create_order({"1": 1}, "cust_config_test").order_id
@@ -586,7 +586,7 @@ def test_reconcile_prunes_webhook_bodies_past_the_retention(
             headers={"tosspayments-webhook-transmission-id": tid},
         )
     with app.app_context():
-        from payments.webhooks import run_once
+        from payments.webhooks.worker import run_once
 
         run_once("pruner-test")
         db.session.execute(

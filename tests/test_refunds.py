@@ -13,13 +13,13 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
-from payments.cli import seed_catalog
-from payments.errors import ServiceError
+from payments.shop.catalog import seed_catalog
+from payments.core.errors import ServiceError
 from payments.extensions import db
-from payments.models import AuditEntry, Order, Payment, Refund
-from payments.reconcile import reconcile
-from payments.refunds import RefundAccountInput, parse_refund_form, request_refund
-from tests.conftest import CONFIRM_URL, TOSS, make_app, payment_json
+from payments.core.models import AuditEntry, Order, Payment, Refund
+from payments.ops.reconcile import reconcile
+from payments.admin.refunds import RefundAccountInput, parse_refund_form, request_refund
+from tests.helpers import CONFIRM_URL, TOSS, make_app, payment_json
 
 PK = "tpk_refund_0001"
 CANCEL = f"{TOSS}/v1/payments/{PK}/cancel"

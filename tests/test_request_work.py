@@ -21,12 +21,12 @@ from sqlalchemy import event, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 import payments.orders
-from payments.cli import seed_catalog
+from payments.shop.catalog import seed_catalog
 from payments.extensions import db, execute_alone, insert_loaded
-from payments.models import AuditEntry, Order, Payment, Product, WebhookEvent
+from payments.core.models import AuditEntry, Order, Payment, Product, WebhookEvent
 from payments.orders import claim_pending, transition
-from payments.states import OrderStatus, Source
-from tests.conftest import CONFIRM_URL, make_app, payment_json
+from payments.core.states import OrderStatus, Source
+from tests.helpers import CONFIRM_URL, make_app, payment_json
 from tests.test_sandbox_api import basic, dispose, open_payment, sandbox_app
 
 

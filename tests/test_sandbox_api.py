@@ -24,7 +24,7 @@ from payments.extensions import db
 from payments.sandbox import Clock, init_app
 from payments.sandbox.models import SandboxIdempotencyKey, SandboxWebhook
 from payments.toss import RefundAccount, TossClient, TossError, TossNetworkError
-from tests.conftest import make_app
+from tests.helpers import make_app
 
 SECRET = "test_gsk_sandbox"
 API_SECRET = "test_sk_sandbox"

@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from flask_talisman import Talisman
 
 from payments.extensions import csrf
-from payments.security import PRODUCTION_HEADERS, SECURITY_HEADERS
-from tests.conftest import make_app
+from payments.ops.security import PRODUCTION_HEADERS, SECURITY_HEADERS
+from tests.helpers import make_app
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE = {
@@ -146,7 +146,7 @@ def test_session_cookie_flags(client: object, database_url: str) -> None:
 
     prod = make_app(database_url, **LIVE, SECRET_KEY="a-long-production-secret-key")
     with prod.app_context():
-        from payments.cli import seed_catalog
+        from payments.shop.catalog import seed_catalog
 
         seed_catalog()
     client = prod.test_client()

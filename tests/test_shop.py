@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from payments.extensions import db
-from payments.models import AuditEntry, Order, OrderLine, Product
-from tests.conftest import CONFIRM_URL, make_app, payment_json
+from payments.core.models import AuditEntry, Order, OrderLine, Product
+from tests.helpers import CONFIRM_URL, make_app, payment_json
 
 
 def test_catalog_lists_seeded_products_in_korean_won(client: FlaskClient) -> None:
@@ -216,7 +216,7 @@ def test_fail_page_hides_other_peoples_orders(app: Flask, place_order: Callable[
 def test_csrf_protects_shop_forms(database_url: str) -> None:
     app = make_app(database_url, WTF_CSRF_ENABLED=True)
     with app.app_context():
-        from payments.cli import seed_catalog
+        from payments.shop.catalog import seed_catalog
 
         seed_catalog()
     browser = app.test_client()

@@ -29,7 +29,7 @@ import requests
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session
 
-from payments.models import AuditEntry, Order, Payment, WebhookEvent
+from payments.core.models import AuditEntry, Order, Payment, WebhookEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

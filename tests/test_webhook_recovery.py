@@ -20,9 +20,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from payments.extensions import db
-from payments.models import AuditEntry, Order, WebhookEvent
-from payments.webhooks import run_once
-from tests.conftest import CONFIRM_URL, SECRET_KEY, TOSS, make_app, payment_json
+from payments.core.models import AuditEntry, Order, WebhookEvent
+from payments.webhooks.worker import run_once
+from tests.helpers import CONFIRM_URL, SECRET_KEY, TOSS, make_app, payment_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ def test_worker_killed_mid_event_is_processed_once_after_restart(
 ) -> None:
     app = make_app(database_url)
     with app.app_context():
-        from payments.cli import seed_catalog
+        from payments.shop.catalog import seed_catalog
 
         seed_catalog()
     client = app.test_client()

@@ -26,11 +26,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
-import payments.webhooks as webhooks
+import payments.webhooks.worker as webhooks
 from payments.extensions import db
-from payments.models import AuditEntry, Order, Payment, WebhookEvent, utcnow
+from payments.core.models import AuditEntry, Order, Payment, WebhookEvent, utcnow
 from payments.webhooks import MAX_BODY, RETRY_DELAYS, process, prune, run_once
-from tests.conftest import CONFIRM_URL, TOSS, make_app, payment_json
+from tests.helpers import CONFIRM_URL, TOSS, make_app, payment_json
 
 HOOK = "/api/payment/webhook"
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"

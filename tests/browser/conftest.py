@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
-from payments.cli import seed_catalog
+from payments.shop.catalog import seed_catalog
 from payments.extensions import db
-from tests.conftest import make_app
+from tests.helpers import make_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -15,10 +15,10 @@ from playwright.sync_api import Browser, Page, expect
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
-from payments.cli import seed_catalog
+from payments.shop.catalog import seed_catalog
 from payments.extensions import db
 from tests.browser.test_checkout_flow import fill_cart_and_checkout, open_window_and_choose
-from tests.conftest import make_app
+from tests.helpers import make_app
 
 pytestmark = pytest.mark.browser
 

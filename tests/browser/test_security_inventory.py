@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
-from payments.security import (
+from payments.ops.security import (
     CHECKOUT_SCRIPTS,
     SECURITY_HEADERS,
     checkout_scripts,

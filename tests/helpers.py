@@ -1,0 +1,264 @@
+"""The tests' shared vocabulary: apps, a shopper's actions, Toss payloads, races, and reads of
+what the database holds. Test modules import from here (and `conftest.py` fixtures), never from
+each other.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from payments import create_app
+from payments.core.models import AuditEntry, Order, Product
+from payments.extensions import db
+from payments.sandbox import Clock, SandboxState, state
+from payments.sandbox.testing import SandboxDriver
+
+T = TypeVar("T")
+
+TOSS = "https://api.tosspayments.com"
+CONFIRM_URL = f"{TOSS}/v1/payments/confirm"
+# Keys the sandbox accepts; tests never carry real or docs keys.
+CLIENT_KEY = "test_gck_sandbox"
+SECRET_KEY = "test_gsk_sandbox"
+FIXTURES = Path(__file__).parent / "fixtures"
+# Sandbox tests start their clock here: 10:00 in Korea.
+START = datetime(2026, 11, 22, 1, 0, 0, tzinfo=UTC)
+
+
+# -- apps ------------------------------------------------------------------------------------------
+
+
+def make_app(database_url: str, **overrides: Any) -> Flask:
+    """The shop on `database_url` (tables created), Toss faked by `responses` unless the
+    overrides turn the sandbox on."""
+    config: dict[str, Any] = {
+        "APP_ENV": "testing",
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "DATABASE_URL": database_url,
+        "TOSS_CLIENT_KEY": CLIENT_KEY,
+        "TOSS_SECRET_KEY": SECRET_KEY,
+        "TOSS_SANDBOX": "0",
+        "TOSS_API_BASE": TOSS,
+        "TOSS_RETRY_BACKOFF": "0",
+        "TOSS_READ_TIMEOUT": "30",
+        "WTF_CSRF_ENABLED": False,
+        "PUBLIC_BASE_URL": "",
+        # Tests fire far more requests than a shopper; test_ratelimit.py turns limits on.
+        "RATELIMIT_ENABLED": False,
+    }
+    config.update(overrides)
+    app = create_app(config)
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+def sandbox_app(
+    database_url: str, *, sandbox: dict[str, Any] | None = None, **overrides: Any
+) -> Flask:
+    """The shop with the offline Toss mounted in-process (as `make run` serves it), on a sandbox
+    database of its own, its clock frozen at START and its webhook sender off unless `sandbox`
+    (settings by field name) says otherwise."""
+    settings: dict[str, Any] = {
+        "database_url": "sqlite:///" + tempfile.mkdtemp(prefix="toss-sandbox-") + "/sandbox.db",
+        "clock": Clock(start=START),
+        "webhooks_enabled": False,
+        "slow_confirm_seconds": 0.6,
+        **(sandbox or {}),
+    }
+    config: dict[str, Any] = {
+        "TOSS_CLIENT_KEY": "",
+        "TOSS_SECRET_KEY": "",
+        "TOSS_SANDBOX": "1",
+        "TOSS_API_BASE": "",
+        "SANDBOX": settings,
+        **overrides,
+    }
+    return make_app(database_url, **config)
+
+
+def sandbox_of(app: Flask) -> SandboxState:
+    """The in-process sandbox of a shop built by `sandbox_app`: its settings, clock, sender."""
+    return state(app.extensions["sandbox_app"])
+
+
+def dispose(app: Flask) -> None:
+    """Stop the app's background threads and close its connections."""
+    if "sandbox_app" in app.extensions:
+        sandbox_of(app).sender.stop()
+        with app.extensions["sandbox_app"].app_context():
+            from payments.sandbox.db import db as sandbox_db
+
+            sandbox_db.engine.dispose()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+# -- a shopper -------------------------------------------------------------------------------------
+
+
+class Shopper:
+    """What a shopper's browser does, as calls on a test client (one browser session)."""
+
+    def __init__(self, app: Flask, client: FlaskClient) -> None:
+        self.app = app
+        self.client = client
+
+    def product_ids(self) -> list[int]:
+        with self.app.app_context():
+            return list(db.session.scalars(select(Product.id).order_by(Product.id)))
+
+    def add(self, product_id: int, quantity: int = 1) -> None:
+        resp = self.client.post(
+            "/cart", data={"action": "add", "product_id": product_id, "quantity": quantity}
+        )
+        assert resp.status_code == 303, resp.get_data(as_text=True)
+
+    def place_order(self, cart: dict[int, int] | None = None) -> str:
+        """Fill the cart (default: 2 of the first product, 1 of the second) and order; the
+        new orderId."""
+        ids = self.product_ids()
+        for product_id, quantity in (cart or {ids[0]: 2, ids[1]: 1}).items():
+            self.add(product_id, quantity)
+        resp = self.client.post("/orders")
+        assert resp.status_code == 303, resp.get_data(as_text=True)
+        return str(resp.headers["Location"].rsplit("/", 1)[-1])
+
+    def return_from_toss(self, order_id: str, payment_key: str, amount: int | str) -> Any:
+        """Toss's redirect to the success URL, as the browser follows it."""
+        return self.client.get(success_url(order_id, payment_key, amount))
+
+    def pay_in_sandbox(self, order_id: str, amount: int, scenario: str = "approve") -> Any:
+        """Finish the sandbox's payment window with `scenario` and follow Toss's redirect back
+        (the answer of the success or fail URL)."""
+        window = SandboxDriver.in_process(self.client).open_window(
+            order_id,
+            amount,
+            scenario=scenario,
+            success_url="http://localhost/checkout/success",
+            fail_url="http://localhost/checkout/fail",
+        )
+        return self.client.get(window.redirect_url.removeprefix("http://localhost"))
+
+
+def success_url(order_id: str, payment_key: str, amount: int | str) -> str:
+    query = urlencode(
+        {"paymentType": "NORMAL", "orderId": order_id, "paymentKey": payment_key, "amount": amount}
+    )
+    return f"/checkout/success?{query}"
+
+
+# -- Toss payloads ---------------------------------------------------------------------------------
+
+
+def fixture(name: str) -> Any:
+    """A JSON file under tests/fixtures, e.g. fixture("toss/payment_done_card.json")."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def payment_json(
+    order_id: str,
+    amount: int,
+    payment_key: str = "tpk_test_0001",
+    status: str = "DONE",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A Toss Payment object (the recorded card payment fixture) for this order and amount, as
+    confirm and lookups answer; `extra` replaces fields."""
+    body: dict[str, Any] = copy.deepcopy(fixture("toss/payment_done_card.json"))
+    body.update(
+        {
+            "paymentKey": payment_key,
+            "orderId": order_id,
+            "orderName": "테스트 주문",
+            "status": status,
+            "totalAmount": amount,
+            "balanceAmount": amount,
+            "suppliedAmount": amount - round(amount / 11),
+            "vat": round(amount / 11),
+            "requestedAt": "2026-11-22T10:00:00+09:00",
+            "approvedAt": "2026-11-22T10:00:05+09:00" if status == "DONE" else None,
+            "lastTransactionKey": "txkey_0001",
+            "receipt": {"url": "https://dashboard.tosspayments.com/receipt/sample"},
+            # Toss adds fields over time; the client must ignore what it does not know.
+            "unknownFutureField": {"ignored": True},
+        }
+    )
+    body["card"] = {**body["card"], "amount": amount}
+    body.update(extra)
+    return body
+
+
+def error_json(code: str, message: str = "오류가 발생했습니다.") -> dict[str, str]:
+    return {"code": code, "message": message}
+
+
+# -- races -----------------------------------------------------------------------------------------
+
+
+def race(calls: list[Callable[[], T]], timeout: float = 60) -> list[T]:
+    """Run every call in its own thread, released at once by a barrier; their results in order.
+
+    An exception in any thread fails the test (after all threads finished)."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(30)
+            results[i] = calls[i]()
+        except BaseException as exc:  # noqa: BLE001 — handed to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a thread is stuck"
+    if errors:
+        raise errors[0]
+    return results
+
+
+# -- what the database holds -----------------------------------------------------------------------
+
+
+def get_order(app: Flask, order_id: str) -> Order:
+    """The order as stored now (detached: read its columns, not its relationships)."""
+    with app.app_context():
+        order = db.session.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
+        db.session.expunge(order)
+        return order
+
+
+def audit(app: Flask, order_id: str) -> list[tuple[str, str | None, str | None, str]]:
+    """The order's timeline: (event, from, to, source) per audit row, oldest first."""
+    with app.app_context():
+        order = db.session.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
+        return [
+            (a.event, a.from_status, a.to_status, a.source)
+            for a in db.session.scalars(
+                select(AuditEntry).filter_by(order_pk=order.id).order_by(AuditEntry.id)
+            )
+        ]
+
+
+def transitions(app: Flask, order_id: str) -> list[tuple[str | None, str | None, str]]:
+    """The order's status changes: (from, to, source), oldest first."""
+    return [(src, dst, source) for event, src, dst, source in audit(app, order_id)
+            if event == "transition"]  # fmt: skip
