@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,42 +15,28 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.exc import OperationalError
 
-from payments.checkout.confirm import confirm_idempotency_key
+import payments.checkout.settle
+from payments.checkout.confirm import confirm_idempotency_key, settle_by_lookup
+from payments.core.models import Order, Payment
+from payments.core.states import Source
 from payments.extensions import db
-from payments.core.models import AuditEntry, Order, Payment
-from tests.helpers import SECRET_KEY, TOSS, payment_json
+from tests.helpers import (
+    CONFIRM_URL,
+    SECRET_KEY,
+    TOSS,
+    audit,
+    get_order,
+    payment_json,
+    race,
+    success_url,
+    transitions,
+)
 
-CONFIRM = f"{TOSS}/v1/payments/confirm"
 PK = "tpk_test_0001"
 
 
-def get_order(app: Flask, order_id: str) -> Order:
-    with app.app_context():
-        order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        db.session.expunge(order)
-        return order
-
-
-def audit(app: Flask, order_id: str) -> list[tuple[str, str | None, str | None, str]]:
-    with app.app_context():
-        order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        return [
-            (a.event, a.from_status, a.to_status, a.source)
-            for a in db.session.scalars(
-                db.select(AuditEntry).filter_by(order_pk=order.id).order_by(AuditEntry.id)
-            )
-        ]
-
-
 def confirm_calls(toss: responses.RequestsMock) -> list[Any]:
-    return [c for c in toss.calls if c.request.url == CONFIRM]
-
-
-def success_url(order_id: str, amount: int, payment_key: str = PK) -> str:
-    return (
-        f"/checkout/success?paymentType=NORMAL&orderId={order_id}"
-        f"&paymentKey={payment_key}&amount={amount}"
-    )
+    return [c for c in toss.calls if c.request.url == CONFIRM_URL]
 
 
 @pytest.fixture
@@ -67,9 +52,9 @@ def amount(app: Flask, order_id: str) -> int:
 def test_success_redirect_confirms_and_lands_on_order_page(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, json=payment_json(order_id, amount))
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount))
 
-    resp = client.get(success_url(order_id, amount))
+    resp = client.get(success_url(order_id, PK, amount))
 
     assert resp.status_code == 303
     assert resp.headers["Location"].startswith(f"/orders/{order_id}")
@@ -95,8 +80,8 @@ def test_success_redirect_confirms_and_lands_on_order_page(
 def test_confirm_request_carries_basic_auth_with_colon_body_and_idempotency_key(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, json=payment_json(order_id, amount))
-    client.get(success_url(order_id, amount))
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount))
+    client.get(success_url(order_id, PK, amount))
 
     (call,) = confirm_calls(toss)
     expected = "Basic " + base64.b64encode(f"{SECRET_KEY}:".encode()).decode()
@@ -120,7 +105,7 @@ def test_tampered_amount_never_reaches_toss(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        page = client.get(success_url(order_id, 100))
+        page = client.get(success_url(order_id, PK, 100))
         api = client.post(
             "/api/payment/verify", json={"paymentKey": PK, "orderId": order_id, "amount": 100}
         )
@@ -139,10 +124,10 @@ def test_tampered_amount_never_reaches_toss(
 def test_refresh_and_second_tab_confirm_once(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, json=payment_json(order_id, amount))
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount))
 
-    first = client.get(success_url(order_id, amount))
-    again = client.get(success_url(order_id, amount))
+    first = client.get(success_url(order_id, PK, amount))
+    again = client.get(success_url(order_id, PK, amount))
     api = client.post(
         "/api/payment/confirm", json={"paymentKey": PK, "orderId": order_id, "amount": amount}
     )
@@ -153,14 +138,13 @@ def test_refresh_and_second_tab_confirm_once(
     assert api.get_json()["status"] == "PAID"
     assert api.get_json()["payment"]["paymentKey"] == PK
     assert len(confirm_calls(toss)) == 1
-    transitions = [a for a in audit(app, order_id) if a[0] == "transition"]
-    assert len(transitions) == 2
+    assert len(transitions(app, order_id)) == 2
 
 
 def test_verify_api_returns_the_order_and_payment(
     client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, json=payment_json(order_id, amount))
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount))
     resp = client.post(
         "/api/payment/verify",
         json={"paymentKey": PK, "orderId": order_id, "amount": str(amount)},
@@ -176,8 +160,8 @@ def test_verify_api_returns_the_order_and_payment(
 def test_order_paid_by_another_payment_is_not_payable(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, json=payment_json(order_id, amount))
-    client.get(success_url(order_id, amount))
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount))
+    client.get(success_url(order_id, PK, amount))
 
     resp = client.post(
         "/api/payment/verify",
@@ -222,7 +206,7 @@ def test_confirmation_in_flight_answers_pending_without_a_call(
     resp = client.post(
         "/api/payment/verify", json={"paymentKey": PK, "orderId": order_id, "amount": amount}
     )
-    page = client.get(success_url(order_id, amount))
+    page = client.get(success_url(order_id, PK, amount))
 
     assert resp.status_code == 409
     assert resp.get_json()["code"] == "PAYMENT_PENDING"
@@ -234,25 +218,13 @@ def test_confirmation_in_flight_answers_pending_without_a_call(
 def test_concurrent_success_visits_call_toss_once(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, json=payment_json(order_id, amount))
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount))
+    body = {"paymentKey": PK, "orderId": order_id, "amount": amount}
 
-    def visit() -> None:
-        c = app.test_client()
-        barrier.wait()
-        statuses.append(
-            c.post(
-                "/api/payment/verify",
-                json={"paymentKey": PK, "orderId": order_id, "amount": amount},
-            ).status_code
-        )
+    def visit() -> int:
+        return app.test_client().post("/api/payment/verify", json=body).status_code
 
-    threads = [threading.Thread(target=visit) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses = race([visit] * 8)
 
     assert len(confirm_calls(toss)) == 1
     assert sorted(set(statuses)) <= [200, 409]
@@ -266,12 +238,14 @@ def test_retries_reuse_the_same_idempotency_key(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
     toss.post(
-        CONFIRM, status=500, json={"code": "FAILED_INTERNAL_SYSTEM_PROCESSING", "message": "x"}
+        CONFIRM_URL, status=500, json={"code": "FAILED_INTERNAL_SYSTEM_PROCESSING", "message": "x"}
     )
-    toss.post(CONFIRM, status=409, json={"code": "IDEMPOTENT_REQUEST_PROCESSING", "message": "y"})
-    toss.post(CONFIRM, json=payment_json(order_id, amount))
+    toss.post(
+        CONFIRM_URL, status=409, json={"code": "IDEMPOTENT_REQUEST_PROCESSING", "message": "y"}
+    )
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount))
 
-    resp = client.get(success_url(order_id, amount))
+    resp = client.get(success_url(order_id, PK, amount))
 
     assert resp.status_code == 303
     calls = confirm_calls(toss)
@@ -284,7 +258,7 @@ def test_read_timeout_leaves_needs_reconcile_and_a_later_lookup_settles(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
     lookup = f"{TOSS}/v1/payments/orders/{order_id}"
-    toss.post(CONFIRM, body=requests.exceptions.ReadTimeout("slow"))
+    toss.post(CONFIRM_URL, body=requests.exceptions.ReadTimeout("slow"))
     toss.get(lookup, body=requests.exceptions.ReadTimeout("slow"))
 
     api = client.post(
@@ -313,10 +287,10 @@ def test_read_timeout_leaves_needs_reconcile_and_a_later_lookup_settles(
 def test_unknown_outcome_settled_by_the_immediate_lookup(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, body=requests.exceptions.ConnectionError("reset"))
+    toss.post(CONFIRM_URL, body=requests.exceptions.ConnectionError("reset"))
     toss.get(f"{TOSS}/v1/payments/orders/{order_id}", json=payment_json(order_id, amount))
 
-    resp = client.get(success_url(order_id, amount))
+    resp = client.get(success_url(order_id, PK, amount))
 
     assert resp.status_code == 303
     assert resp.headers["Location"].startswith(f"/orders/{order_id}")
@@ -339,7 +313,7 @@ def test_toss_answer_for_another_amount_or_order_is_cancelled(
 ) -> None:
     answer = payment_json(order_id, amount)
     answer[field] = value
-    toss.post(CONFIRM, json=answer)
+    toss.post(CONFIRM_URL, json=answer)
     cancel = toss.post(f"{TOSS}/v1/payments/{PK}/cancel", json=answer)
 
     with caplog.at_level(logging.CRITICAL):
@@ -361,14 +335,14 @@ def test_card_refusal_keeps_the_order_payable(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
     toss.post(
-        CONFIRM,
+        CONFIRM_URL,
         status=403,
         json={
             "code": "REJECT_CARD_PAYMENT",
             "message": "한도초과 혹은 잔액부족으로 결제에 실패했습니다.",
         },
     )
-    resp = client.get(success_url(order_id, amount))
+    resp = client.get(success_url(order_id, PK, amount))
 
     assert resp.status_code == 303
     assert resp.headers["Location"].startswith("/checkout/fail?code=REJECT_CARD_PAYMENT")
@@ -384,7 +358,9 @@ def test_card_refusal_keeps_the_order_payable(
     assert len(confirm_calls(toss)) == 1  # refusals are never retried
 
     # A second card works.
-    toss.replace(responses.POST, CONFIRM, json=payment_json(order_id, amount, "tpk_second_0002"))
+    toss.replace(
+        responses.POST, CONFIRM_URL, json=payment_json(order_id, amount, "tpk_second_0002")
+    )
     again = client.post(
         "/api/payment/verify",
         json={"paymentKey": "tpk_second_0002", "orderId": order_id, "amount": amount},
@@ -414,7 +390,7 @@ def test_definitive_errors_fail_the_order_with_a_korean_message(
     message: str,
     api_status: int,
 ) -> None:
-    toss.post(CONFIRM, status=status, json={"code": code, "message": "toss says no"})
+    toss.post(CONFIRM_URL, status=status, json={"code": code, "message": "toss says no"})
     resp = client.post(
         "/api/payment/verify", json={"paymentKey": PK, "orderId": order_id, "amount": amount}
     )
@@ -428,7 +404,7 @@ def test_definitive_errors_fail_the_order_with_a_korean_message(
 def test_invalid_card_number_message_from_the_table(
     client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, status=400, json={"code": "INVALID_CARD_NUMBER", "message": "x"})
+    toss.post(CONFIRM_URL, status=400, json={"code": "INVALID_CARD_NUMBER", "message": "x"})
     resp = client.post(
         "/api/payment/verify", json={"paymentKey": PK, "orderId": order_id, "amount": amount}
     )
@@ -441,7 +417,7 @@ def test_invalid_card_number_message_from_the_table(
 def test_already_processed_is_settled_from_tosss_record(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, status=400, json={"code": "ALREADY_PROCESSED_PAYMENT", "message": "x"})
+    toss.post(CONFIRM_URL, status=400, json={"code": "ALREADY_PROCESSED_PAYMENT", "message": "x"})
     toss.get(f"{TOSS}/v1/payments/{PK}", json=payment_json(order_id, amount))
     resp = client.post(
         "/api/payment/verify", json={"paymentKey": PK, "orderId": order_id, "amount": amount}
@@ -454,7 +430,7 @@ def test_already_processed_payment_of_another_order_is_never_cancelled(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
     """A forged paymentKey of someone else's paid order must not refund that shopper."""
-    toss.post(CONFIRM, status=400, json={"code": "ALREADY_PROCESSED_PAYMENT", "message": "x"})
+    toss.post(CONFIRM_URL, status=400, json={"code": "ALREADY_PROCESSED_PAYMENT", "message": "x"})
     toss.get(f"{TOSS}/v1/payments/{PK}", json=payment_json("victims-order-000001", amount))
     cancel = toss.post(f"{TOSS}/v1/payments/{PK}/cancel", json={})
     resp = client.post(
@@ -468,7 +444,7 @@ def test_already_processed_payment_of_another_order_is_never_cancelled(
 def test_toss_busy_keeps_the_order_payable_and_a_retry_succeeds(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, order_id: str, amount: int
 ) -> None:
-    toss.post(CONFIRM, status=429, json={"code": "TOO_MANY_REQUESTS", "message": "slow down"})
+    toss.post(CONFIRM_URL, status=429, json={"code": "TOO_MANY_REQUESTS", "message": "slow down"})
     resp = client.post(
         "/api/payment/verify", json={"paymentKey": PK, "orderId": order_id, "amount": amount}
     )
@@ -476,8 +452,8 @@ def test_toss_busy_keeps_the_order_payable_and_a_retry_succeeds(
     assert resp.get_json()["code"] == "PROVIDER_UNAVAILABLE"
     assert get_order(app, order_id).status == "PENDING"
 
-    toss.replace(responses.POST, CONFIRM, json=payment_json(order_id, amount))
-    retry = client.get(success_url(order_id, amount))
+    toss.replace(responses.POST, CONFIRM_URL, json=payment_json(order_id, amount))
+    retry = client.get(success_url(order_id, PK, amount))
     assert retry.status_code == 303
     assert get_order(app, order_id).status == "PAID"
     assert len({c.request.headers["Idempotency-Key"] for c in confirm_calls(toss)}) == 1
@@ -491,15 +467,14 @@ def test_failed_commit_after_confirm_is_finished_by_lookup(
     amount: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import payments.sync as service
-
-    toss.post(CONFIRM, json=payment_json(order_id, amount))
-    real_store = service._store_payment
+    """Toss approved, then storing its answer failed: the order stays CONFIRMING (never
+    FAILED) and a lookup finishes it without a second confirm."""
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount))
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("INSERT", {}, Exception("disk full"))
 
-    monkeypatch.setattr(service, "_store_payment", broken)
+    monkeypatch.setattr(payments.checkout.settle, "_store_payment", broken)
     resp = client.post(
         "/api/payment/verify", json={"paymentKey": PK, "orderId": order_id, "amount": amount}
     )
@@ -507,13 +482,11 @@ def test_failed_commit_after_confirm_is_finished_by_lookup(
     assert resp.get_json()["code"] == "PAYMENT_PENDING"
     assert get_order(app, order_id).status == "CONFIRMING"
 
-    monkeypatch.setattr(service, "_store_payment", real_store)
+    monkeypatch.undo()
     toss.get(f"{TOSS}/v1/payments/orders/{order_id}", json=payment_json(order_id, amount))
     with app.app_context():
         order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        from payments.core.states import Source
-
-        assert service.settle_by_lookup(order, Source.RECONCILE) == "PAID"
+        assert settle_by_lookup(order, Source.RECONCILE) == "PAID"
     assert len(confirm_calls(toss)) == 1
 
 
@@ -536,8 +509,8 @@ def test_virtual_account_confirm_awaits_deposit(
             "expired": False,
         },
     )
-    toss.post(CONFIRM, json=answer)
-    resp = client.get(success_url(order_id, amount))
+    toss.post(CONFIRM_URL, json=answer)
+    resp = client.get(success_url(order_id, PK, amount))
     page = client.get(resp.headers["Location"]).get_data(as_text=True)
 
     assert get_order(app, order_id).status == "AWAITING_DEPOSIT"

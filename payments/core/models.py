@@ -17,11 +17,12 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Base
 from ..toss import RefundAccount
 from .clock import utcnow
 from .states import (
@@ -47,7 +48,7 @@ def str_enum(enum: type[StrEnum], length: int) -> Enum:
     )
 
 
-class UTCDateTime(db.TypeDecorator):  # type: ignore[name-defined]
+class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
 
     impl = DateTime(timezone=True)
@@ -64,7 +65,7 @@ class UTCDateTime(db.TypeDecorator):  # type: ignore[name-defined]
         return value
 
 
-class Product(db.Model):  # type: ignore[name-defined]
+class Product(Base):
     __tablename__ = "products"
     __table_args__ = (CheckConstraint("price > 0", name="price_positive"),)
 
@@ -80,7 +81,7 @@ class Product(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Order(db.Model):  # type: ignore[name-defined]
+class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -126,7 +127,7 @@ class Order(db.Model):  # type: ignore[name-defined]
         return self.status == OrderStatus.PENDING
 
 
-class OrderLine(db.Model):  # type: ignore[name-defined]
+class OrderLine(Base):
     __tablename__ = "order_lines"
     __table_args__ = (
         CheckConstraint("unit_price > 0", name="unit_price_positive"),
@@ -150,7 +151,7 @@ class OrderLine(db.Model):  # type: ignore[name-defined]
 VIRTUAL_ACCOUNT = "가상계좌"
 
 
-class Payment(db.Model):  # type: ignore[name-defined]
+class Payment(Base):
     """Our copy of Toss's Payment for an order (one per order)."""
 
     __tablename__ = "payments"
@@ -189,7 +190,7 @@ class Payment(db.Model):  # type: ignore[name-defined]
         return self.method == VIRTUAL_ACCOUNT
 
 
-class AuditEntry(db.Model):  # type: ignore[name-defined]
+class AuditEntry(Base):
     """One row per state change or notable event on an order, with who caused it."""
 
     __tablename__ = "audit_entries"
@@ -209,7 +210,7 @@ class AuditEntry(db.Model):  # type: ignore[name-defined]
     order: Mapped[Order] = relationship(back_populates="audit")
 
 
-class WebhookEvent(db.Model):  # type: ignore[name-defined]
+class WebhookEvent(Base):
     """The durable inbox: every accepted webhook, then what the worker made of it."""
 
     __tablename__ = "webhook_events"
@@ -241,7 +242,7 @@ class WebhookEvent(db.Model):  # type: ignore[name-defined]
     pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class Refund(db.Model):  # type: ignore[name-defined]
+class Refund(Base):
     """One operator refund (a Toss cancel), written PENDING before Toss is called."""
 
     __tablename__ = "refunds"

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .db import UTCDateTime, db, utcnow
+from .db import SandboxBase, UTCDateTime, utcnow
 
 # Payment statuses, as Toss names them.
 READY = "READY"
@@ -49,7 +49,7 @@ CARD = "CARD"
 VIRTUAL_ACCOUNT = "VIRTUAL_ACCOUNT"
 
 
-class SandboxPayment(db.Model):  # type: ignore[name-defined]
+class SandboxPayment(SandboxBase):
     """One payment window session and, once the shopper finished it, the payment."""
 
     __tablename__ = "sandbox_payments"
@@ -122,7 +122,7 @@ class SandboxPayment(db.Model):  # type: ignore[name-defined]
     )
 
 
-class SandboxCancel(db.Model):  # type: ignore[name-defined]
+class SandboxCancel(SandboxBase):
     """One entry of a payment's `cancels[]`."""
 
     __tablename__ = "sandbox_cancels"
@@ -149,7 +149,7 @@ class SandboxCancel(db.Model):  # type: ignore[name-defined]
     payment: Mapped[SandboxPayment] = relationship(back_populates="cancels")
 
 
-class SandboxIdempotencyKey(db.Model):  # type: ignore[name-defined]
+class SandboxIdempotencyKey(SandboxBase):
     """An Idempotency-Key in use: inserted (PROCESSING) under the unique identity before the
     work runs, so a concurrent repeat in any worker sees it; then the answer to replay."""
 
@@ -166,7 +166,7 @@ class SandboxIdempotencyKey(db.Model):  # type: ignore[name-defined]
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-class SandboxWebhook(db.Model):  # type: ignore[name-defined]
+class SandboxWebhook(SandboxBase):
     """Durable outbox of webhook deliveries (one row per delivery, duplicates included)."""
 
     __tablename__ = "sandbox_webhooks"
