@@ -1,7 +1,7 @@
 # Two entry points a newcomer needs: `make run` (site on the sandbox + SQLite, seeded) and
-# `make test` (ruff, the whole suite on SQLite with the browser tests, then again on
-# PostgreSQL when reachable; .ci/run calls exactly this). `make bench` runs bench/run.py
-# (PostgreSQL on 127.0.0.1:5432; BENCH_ARGS passes options, e.g. BENCH_ARGS='--models sync').
+# `make test` (ruff, the import contracts, strict mypy, the whole suite on SQLite with the
+# browser tests, then again on PostgreSQL when reachable; .ci/run calls exactly this).
+# `make bench` runs bench/run.py (PostgreSQL on 127.0.0.1:5432; BENCH_ARGS passes options).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -27,12 +27,15 @@ run: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-chromium
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest
 	scripts/pytest-postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 bench: $(STAMP)

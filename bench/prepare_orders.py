@@ -1,8 +1,8 @@
 """Prepare orders a benchmark can confirm: a PENDING order and an approved sandbox window each.
 
 Run with the product's environment (bench/run.py does): for every order it calls the shop's own
-services (`payments.orders.create_order`) and what `POST /sandbox/api/sessions` does with
-scenario "approve" (`parse_session_request` → `create_session` → `finish_session`), and writes the
+service (`payments.shop.catalog.create_order`) and the sandbox's `POST /sandbox/api/sessions`
+with scenario "approve" (in-process, `payments.sandbox.testing.SandboxDriver`), and writes the
 path of the success redirect (`/checkout/success?paymentType=NORMAL&orderId=…&paymentKey=…&
 amount=…`) one per line. The confirm itself is left to the load: each path confirms one payment.
 
@@ -28,14 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select  # noqa: E402
 
 from payments import create_app  # noqa: E402
+from payments.core.models import Product  # noqa: E402
 from payments.extensions import db  # noqa: E402
-from payments.models import Product  # noqa: E402
-from payments.orders import create_order, new_customer_key  # noqa: E402
-from payments.sandbox.service import (  # noqa: E402
-    create_session,
-    finish_session,
-    parse_session_request,
-)
+from payments.sandbox.testing import SandboxDriver  # noqa: E402
+from payments.shop.catalog import create_order, new_customer_key  # noqa: E402
 
 
 def main() -> int:
@@ -50,6 +46,7 @@ def main() -> int:
     args = parser.parse_args()
 
     app = create_app()
+    toss = SandboxDriver.in_process(app.test_client(), client_key=app.config["TOSS_CLIENT_KEY"])
     logging.getLogger().setLevel(logging.WARNING)  # one "order created" line each is noise here
     deadline = time.monotonic() + args.max_seconds
     paths: list[str] = []
@@ -69,19 +66,16 @@ def main() -> int:
             if i % 3 == 0:
                 cart[str(products[(i + 3) % len(products)])] = 1
             order = create_order(cart, new_customer_key())
-            req = parse_session_request(
-                {
-                    "clientKey": app.config["TOSS_CLIENT_KEY"],
-                    "orderId": order.order_id,
-                    "orderName": order.order_name,
-                    "amount": order.amount,
-                    "successUrl": args.base + "/checkout/success",
-                    "failUrl": args.base + "/checkout/fail",
-                    "customerKey": order.customer_key,
-                    "scenario": args.scenario,
-                }
+            window = toss.open_window(
+                order.order_id,
+                order.amount,
+                scenario=args.scenario,
+                order_name=order.order_name,
+                success_url=args.base + "/checkout/success",
+                fail_url=args.base + "/checkout/fail",
+                customerKey=order.customer_key,
             )
-            redirect = finish_session(create_session(req, args.base), args.scenario)
+            redirect = window.redirect_url
             parts = urlsplit(redirect)
             if parts.path != "/checkout/success":
                 raise SystemExit(f"the sandbox did not approve: {redirect}")

@@ -15,10 +15,11 @@ from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from payments.admin.refunds import request_refund
+from payments.core.models import Order
 from payments.extensions import db
 from payments.ops.logs import _PATTERNS, RedactingFilter, configure_logging, redact
-from payments.core.models import Order
-from payments.admin.refunds import RefundAccountInput, request_refund
+from payments.toss import RefundAccount
 from payments.webhooks.worker import run_once
 from tests.helpers import CONFIRM_URL, SECRET_KEY, TOSS, make_app, payment_json
 
@@ -72,7 +73,7 @@ def test_a_checkout_a_webhook_and_a_refund_leak_nothing(
               "message": f"account {ACCOUNT} failed"})  # fmt: skip
     with app.app_context(), pytest.raises(Exception):  # noqa: B017,PT011 — any refusal will do
         request_refund(
-            order_id, 1000, "로그 테스트", RefundAccountInput("88", ACCOUNT, "김토스"), "op"
+            order_id, 1000, "로그 테스트", RefundAccount("88", ACCOUNT, "김토스"), "op"
         )
     # The line the development server writes for the success redirect.
     logging.getLogger("werkzeug").info(

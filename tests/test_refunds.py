@@ -13,12 +13,13 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
-from payments.shop.catalog import seed_catalog
+from payments.admin.refunds import parse_refund_form, request_refund
 from payments.core.errors import ServiceError
-from payments.extensions import db
 from payments.core.models import AuditEntry, Order, Payment, Refund
+from payments.extensions import db
 from payments.ops.reconcile import reconcile
-from payments.admin.refunds import RefundAccountInput, parse_refund_form, request_refund
+from payments.shop.catalog import seed_catalog
+from payments.toss import RefundAccount
 from tests.helpers import CONFIRM_URL, TOSS, make_app, payment_json
 
 PK = "tpk_refund_0001"
@@ -69,7 +70,7 @@ def cancel_answer(order: Order, balance: int, cancels: list[int]) -> dict[str, A
 
 
 def refund(
-    app: Flask, order: Order, amount: int | None, account: RefundAccountInput | None = None
+    app: Flask, order: Order, amount: int | None, account: RefundAccount | None = None
 ) -> Refund:
     with app.app_context():
         done = request_refund(order.order_id, amount, "고객 요청", account, "operator")
@@ -251,7 +252,7 @@ def test_virtual_account_refund_needs_an_account(
     assert exc.value.code == "REFUND_ACCOUNT_REQUIRED"
     assert cancel.call_count == 0
 
-    done = refund(app, order, None, RefundAccountInput("88", "110123456789", "김토스"))
+    done = refund(app, order, None, RefundAccount("88", "110123456789", "김토스"))
     assert done.status == "DONE"
     assert done.masked_account == "********6789"
     body = json.loads(cancel.calls[0].request.body)
@@ -299,7 +300,7 @@ def test_refund_form_parses_amounts_and_accounts() -> None:
     _, _, account = parse_refund_form(
         {"reason": "x", "bank": "88", "account_number": "110-123-456789", "holder_name": "김토스"}
     )
-    assert account == RefundAccountInput("88", "110123456789", "김토스")
+    assert account == RefundAccount("88", "110123456789", "김토스")
 
 
 def test_shopper_sees_refunds_and_the_receipt(

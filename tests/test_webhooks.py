@@ -15,8 +15,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
 import pytest
 import responses
@@ -27,13 +27,25 @@ from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
 import payments.webhooks.worker as webhooks
+from payments.core.clock import utcnow
+from payments.core.models import Order, Payment, WebhookEvent
 from payments.extensions import db
-from payments.core.models import AuditEntry, Order, Payment, WebhookEvent, utcnow
-from payments.webhooks import MAX_BODY, RETRY_DELAYS, process, prune, run_once
-from tests.helpers import CONFIRM_URL, TOSS, make_app, payment_json
+from payments.webhooks.inbox import MAX_BODY
+from payments.webhooks.worker import RETRY_DELAYS, process, prune, run_once
+from tests.helpers import (
+    CONFIRM_URL,
+    FIXTURES,
+    TOSS,
+    audit,
+    dispose,
+    fixture,
+    get_order,
+    make_app,
+    payment_json,
+    race,
+)
 
 HOOK = "/api/payment/webhook"
-FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
 TRANSMISSION_TIME = "2026-11-22T12:19:21+09:00"
 SECURITY_KEY = "whsk_test_3f9c2a7e1b5d8f0a4c6e"
 CARD_PK = "tgen_20261122121910Abc12"
@@ -42,16 +54,8 @@ VA_SECRET = "ps_Wd46qopOB89gRbalbP0aVZmM75y0"
 VA_ACCOUNT = "X6515006029612"
 VA_DUE = "2026-11-29T23:59:59+09:00"
 
-T = TypeVar("T")
-AuditRow = tuple[str, str | None, str | None, str]
-
 
 # -- building webhooks ----------------------------------------------------------------------
-
-
-def fixture(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-    return data
 
 
 def encode(body: dict[str, Any]) -> bytes:
@@ -66,7 +70,7 @@ def status_changed(
     **data: Any,
 ) -> bytes:
     """A PAYMENT_STATUS_CHANGED body (the realistic fixture) claiming `status` for the payment."""
-    body = fixture("payment_status_changed_done.json")
+    body = fixture("webhooks/payment_status_changed_done.json")
     body["data"].update(
         orderId=order_id,
         paymentKey=payment_key,
@@ -79,7 +83,7 @@ def status_changed(
 
 
 def deposit_callback(order_id: str, secret: str) -> bytes:
-    body = fixture("deposit_callback.json")
+    body = fixture("webhooks/deposit_callback.json")
     body.update(orderId=order_id, secret=secret)
     return encode(body)
 
@@ -176,13 +180,6 @@ def events(app: Flask) -> list[WebhookEvent]:
         return rows
 
 
-def get_order(app: Flask, order_id: str) -> Order:
-    with app.app_context():
-        order = db.session.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
-        db.session.expunge(order)
-        return order
-
-
 def get_payment(app: Flask, order_id: str) -> Payment | None:
     with app.app_context():
         payment = db.session.execute(
@@ -191,17 +188,6 @@ def get_payment(app: Flask, order_id: str) -> Payment | None:
         if payment is not None:
             db.session.expunge(payment)
         return payment
-
-
-def audit(app: Flask, order_id: str) -> list[AuditRow]:
-    with app.app_context():
-        order = db.session.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
-        return [
-            (a.event, a.from_status, a.to_status, a.source)
-            for a in db.session.scalars(
-                select(AuditEntry).filter_by(order_pk=order.id).order_by(AuditEntry.id)
-            )
-        ]
 
 
 def work(app: Flask, worker: str = "test-worker") -> int:
@@ -222,30 +208,6 @@ def set_event(app: Flask, event_id: int, **values: Any) -> None:
 def cli(app: Flask, *args: str) -> Result:
     result: Result = app.test_cli_runner().invoke(args=["payments", *args])
     return result
-
-
-def run_together(count: int, task: Callable[[int], T]) -> list[T]:
-    """Run `task(i)` in `count` threads released at once by a barrier; re-raise any failure."""
-    barrier = threading.Barrier(count)
-    results: list[T] = []
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results.append(task(i))
-        except BaseException as exc:  # noqa: BLE001 — handed to the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    if errors:
-        raise errors[0]
-    assert len(results) == count
-    return results
 
 
 def leaks(records: Iterable[logging.LogRecord], secrets: Iterable[str]) -> list[str]:
@@ -296,9 +258,7 @@ def issue_virtual_account(app: Flask, toss: responses.RequestsMock, order: Order
 def signed_app(database_url: str) -> Iterator[Flask]:
     app = make_app(database_url, TOSS_WEBHOOK_SECURITY_KEY=SECURITY_KEY)
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    dispose(app)
 
 
 # -- accepting ------------------------------------------------------------------------------
@@ -449,7 +409,7 @@ def test_ten_simultaneous_deliveries_store_one_event_and_take_effect_once(
         resp = post(app.test_client(), raw, toss_headers(transmission_id, retried=i % 3))
         return resp.status_code, resp.get_json()["duplicate"]
 
-    answers = run_together(10, deliver)
+    answers = race([partial(deliver, i) for i in range(10)])
 
     assert [status for status, _ in answers] == [200] * 10
     assert sorted(duplicate for _, duplicate in answers) == [False] + [True] * 9
@@ -794,8 +754,8 @@ def test_deposit_callback_for_an_unknown_order_is_ignored(
 
 def signed_body(kind: str) -> bytes:
     if kind == "payout.changed":
-        return (FIXTURES / "payout_changed.json").read_bytes()
-    return (FIXTURES / "seller_changed.json").read_bytes()
+        return (FIXTURES / "webhooks" / "payout_changed.json").read_bytes()
+    return (FIXTURES / "webhooks" / "seller_changed.json").read_bytes()
 
 
 @pytest.mark.parametrize("kind", ["payout.changed", "seller.changed"])
@@ -1134,7 +1094,7 @@ def test_two_workers_at_once_process_every_event_exactly_once(
             db.session.remove()
         return handled
 
-    handled = run_together(2, worker)
+    handled = race([partial(worker, i) for i in range(2)])
 
     assert sum(handled) == len(keys)
     assert [e.status for e in events(app)] == ["IGNORED"] * len(keys)

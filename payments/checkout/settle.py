@@ -11,8 +11,8 @@ import logging
 
 from ..core.errors import message_for
 from ..core.models import Order, Payment
-from ..core.orders import record, transition
-from ..core.states import OrderStatus, Source, path
+from ..core.orders import path, record, transition
+from ..core.states import OrderStatus, Source
 from ..extensions import db, toss
 from ..toss import Payment as TossPayment
 from ..toss import TossError

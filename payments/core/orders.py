@@ -1,4 +1,5 @@
-"""The one order state machine: every status write goes through `transition()`.
+"""The one order state machine: the table of allowed moves, and `transition()`, through which
+every status write goes.
 
 A move is a conditional UPDATE on the status we read, so the database decides races between
 tabs, the JSON API, webhooks and workers: the loser's UPDATE matches no row and changes nothing.
@@ -18,9 +19,56 @@ from sqlalchemy.orm import joinedload
 from ..extensions import db
 from .clock import utcnow
 from .models import AuditEntry, Order
-from .states import OrderStatus, Source, can_move
+from .states import OrderStatus, Source
 
 logger = logging.getLogger(__name__)
+
+S = OrderStatus
+
+ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
+    # CONFIRMING → PENDING: Toss refused the card, the shopper may pay again.
+    S.PENDING: frozenset({S.CONFIRMING, S.EXPIRED, S.CANCELED, S.FAILED}),
+    S.CONFIRMING: frozenset(
+        {S.PAID, S.AWAITING_DEPOSIT, S.FAILED, S.NEEDS_RECONCILE, S.PENDING, S.EXPIRED}
+    ),
+    S.NEEDS_RECONCILE: frozenset({S.PAID, S.AWAITING_DEPOSIT, S.FAILED, S.PENDING, S.EXPIRED}),
+    S.AWAITING_DEPOSIT: frozenset({S.PAID, S.EXPIRED, S.CANCELED}),
+    # A failed deposit can move a virtual-account payment from DONE back to WAITING_FOR_DEPOSIT.
+    S.PAID: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED, S.AWAITING_DEPOSIT}),
+    S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    # Terminal: nothing moves an order out of these.
+    S.REFUNDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.CANCELED: frozenset(),
+}
+
+def can_move(src: OrderStatus, dst: OrderStatus) -> bool:
+    return dst in ALLOWED[src]
+
+
+def path(src: OrderStatus, dst: OrderStatus) -> list[OrderStatus]:
+    """The shortest chain of allowed moves from `src` to `dst` (excluding `src`); [] if none.
+
+    Lets one Toss answer move an order several steps (CONFIRMING → PAID → REFUNDED) while every
+    step still passes the table and gets its own audit row.
+    """
+    if src == dst:
+        return []
+    frontier: list[list[OrderStatus]] = [[src]]
+    seen = {src}
+    while frontier:
+        nxt: list[list[OrderStatus]] = []
+        for chain in frontier:
+            for step in sorted(ALLOWED[chain[-1]]):
+                if step == dst:
+                    return [*chain[1:], step]
+                if step not in seen:
+                    seen.add(step)
+                    nxt.append([*chain, step])
+        frontier = nxt
+    return []
+
 
 ORDER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 PAYMENT_KEY_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,200}$")

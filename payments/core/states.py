@@ -1,7 +1,7 @@
-"""Every status the shop stores, and the one table of allowed order moves.
+"""Every status the shop stores, and the groups of order statuses the services ask about.
 
 Each list of statuses is written once, here: the models' CHECK constraints, the admin filters and
-the state machine all read these enums.
+the state machine (`orders.py`) all read these enums.
 """
 
 from __future__ import annotations
@@ -53,24 +53,6 @@ class Source(StrEnum):
 
 S = OrderStatus
 
-ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
-    # CONFIRMING → PENDING: Toss refused the card, the shopper may pay again.
-    S.PENDING: frozenset({S.CONFIRMING, S.EXPIRED, S.CANCELED, S.FAILED}),
-    S.CONFIRMING: frozenset(
-        {S.PAID, S.AWAITING_DEPOSIT, S.FAILED, S.NEEDS_RECONCILE, S.PENDING, S.EXPIRED}
-    ),
-    S.NEEDS_RECONCILE: frozenset({S.PAID, S.AWAITING_DEPOSIT, S.FAILED, S.PENDING, S.EXPIRED}),
-    S.AWAITING_DEPOSIT: frozenset({S.PAID, S.EXPIRED, S.CANCELED}),
-    # A failed deposit can move a virtual-account payment from DONE back to WAITING_FOR_DEPOSIT.
-    S.PAID: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED, S.AWAITING_DEPOSIT}),
-    S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
-    S.REFUNDED: frozenset(),
-    S.FAILED: frozenset(),
-    S.EXPIRED: frozenset(),
-    S.CANCELED: frozenset(),
-}
-
-TERMINAL = frozenset(s for s, nxt in ALLOWED.items() if not nxt)
 # The payment went through with Toss (money moved or a virtual account awaits it).
 SETTLED = frozenset({S.PAID, S.PARTIALLY_REFUNDED, S.REFUNDED, S.AWAITING_DEPOSIT})
 # A confirmation is running or its outcome is being found out.
@@ -90,33 +72,6 @@ LABELS_KO: dict[OrderStatus, str] = {
     S.EXPIRED: "기한 만료",
     S.CANCELED: "취소됨",
 }
-
-
-def can_move(src: OrderStatus, dst: OrderStatus) -> bool:
-    return dst in ALLOWED[src]
-
-
-def path(src: OrderStatus, dst: OrderStatus) -> list[OrderStatus]:
-    """The shortest chain of allowed moves from `src` to `dst` (excluding `src`); [] if none.
-
-    Lets one Toss answer move an order several steps (CONFIRMING → PAID → REFUNDED) while every
-    step still passes the table and gets its own audit row.
-    """
-    if src is dst:
-        return []
-    frontier: list[list[OrderStatus]] = [[src]]
-    seen = {src}
-    while frontier:
-        nxt: list[list[OrderStatus]] = []
-        for chain in frontier:
-            for step in sorted(ALLOWED[chain[-1]]):
-                if step is dst:
-                    return [*chain[1:], step]
-                if step not in seen:
-                    seen.add(step)
-                    nxt.append([*chain, step])
-        frontier = nxt
-    return []
 
 
 def check_constraint(enum: type[StrEnum]) -> str:

@@ -94,7 +94,7 @@ def _opt_str(data: Mapping[str, Any], name: str, max_len: int) -> str | None:
 
 
 def parse_session_request(data: Mapping[str, Any]) -> SessionRequest:
-    """Validate a session per TOSS.md "Field rules"; SandboxError (400/401) when it breaks one."""
+    """Validate a session by Toss's field rules; SandboxError (400/401) when it breaks one."""
     client_key = data.get("clientKey")
     if not isinstance(client_key, str) or not client_key:
         raise invalid("clientKey가 필요합니다.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Codes worth retrying with the same Idempotency-Key (TOSS.md "Errors").
+# Codes worth retrying with the same Idempotency-Key (docs/toss.md, "Errors").
 RETRYABLE_CODES = frozenset(
     {
         "PROVIDER_ERROR",
