@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select  # noqa: E402
 
 from payments import create_app  # noqa: E402
+from payments.access import new_customer_key  # noqa: E402
 from payments.core.models import Product  # noqa: E402
 from payments.extensions import db  # noqa: E402
 from payments.sandbox.testing import SandboxDriver  # noqa: E402
-from payments.shop.catalog import create_order, new_customer_key  # noqa: E402
+from payments.shop.catalog import create_order  # noqa: E402
 
 
 def main() -> int:

@@ -27,19 +27,19 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response
 
-from ..core.clock import utcnow
-from ..core.errors import ServiceError
-from ..core.formats import BANKS_KO
-from ..core.states import LABELS_KO, WebhookStatus
-from ..webhooks.worker import replay as replay_webhooks
-from . import queries
-from .auth import (
+from ..access import (
     end_operator_session,
     is_operator,
     operator_session,
     start_operator_session,
     touch_operator_session,
 )
+from ..core.clock import utcnow
+from ..core.errors import ServiceError
+from ..core.formats import BANKS_KO
+from ..core.states import LABELS_KO, WebhookStatus
+from ..webhooks.worker import replay as replay_webhooks
+from . import queries
 from .chart import bar_chart
 from .refunds import parse_refund_form, refund_request_key, request_refund
 

@@ -8,11 +8,11 @@ from flask import Blueprint, abort, jsonify, request
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from ..access import can_view
 from ..core.errors import invalid
 from ..core.models import Order, Payment
 from ..core.states import Source
 from ..extensions import db
-from ..shop.ownership import can_view
 from .confirm import confirm_payment, parse_confirm_request
 
 bp = Blueprint("api", __name__, url_prefix="/api/payment")

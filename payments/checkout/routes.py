@@ -8,10 +8,10 @@ from typing import Any
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ..access import can_view, customer_key, order_token
 from ..core.errors import ServiceError, message_for
 from ..core.orders import find_order
 from ..core.states import OrderStatus, Source
-from ..shop.ownership import can_view, customer_key, order_token
 from .confirm import confirm_payment, parse_confirm_request, window_failed
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")

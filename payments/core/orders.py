@@ -43,6 +43,7 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.CANCELED: frozenset(),
 }
 
+
 def can_move(src: OrderStatus, dst: OrderStatus) -> bool:
     return dst in ALLOWED[src]
 

@@ -16,7 +16,7 @@ from prometheus_client import (
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..admin.auth import is_operator
+from ..access import is_operator
 from ..extensions import db
 
 bp = Blueprint("ops", __name__)

@@ -207,11 +207,6 @@ def new_order_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-def new_customer_key() -> str:
-    """A random customerKey: Toss asks that it never be an e-mail address or phone number."""
-    return "cust_" + secrets.token_urlsafe(18)
-
-
 # Demo catalog: (slug, name, price KRW, emoji, colour, description)
 DEMO_PRODUCTS = [
     ("wireless-keyboard", "무선 키보드", 39_000, "⌨️", "#e8eefc", "조용한 타건감의 블루투스 키보드"),

@@ -7,12 +7,12 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from ..access import can_view, customer_key, remember_order
 from ..checkout.confirm import settle_by_lookup
 from ..core.errors import ServiceError
 from ..core.orders import find_order
 from ..core.states import OrderStatus, Source
 from .catalog import cart_lines, catalog_items, change_cart, create_order
-from .ownership import can_view, customer_key, remember_order
 
 bp = Blueprint("shop", __name__)
 

@@ -1,0 +1,105 @@
+"""Who this browser session is, and what it may see: its customerKey for the widget, the orders it
+created (or holds a signed link to), and an operator's login with its timeouts.
+
+The routes of every feature ask here; nothing below the routes reads the session.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from flask import current_app, request, session
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from .core.models import Order
+
+MAX_REMEMBERED_ORDERS = 50
+OPERATOR_KEYS = ("operator", "operator_login_at", "operator_seen_at")
+
+
+# -- the shopper -----------------------------------------------------------------------------------
+
+
+def new_customer_key() -> str:
+    """A random customerKey: Toss asks that it never be an e-mail address or phone number."""
+    return "cust_" + secrets.token_urlsafe(18)
+
+
+def customer_key() -> str:
+    """This browser's customerKey for the widget (random, kept in the session)."""
+    key = session.get("customer_key")
+    if not isinstance(key, str):
+        key = new_customer_key()
+        session["customer_key"] = key
+    return key
+
+
+def _signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="order-link")
+
+
+def order_token(order_id: str) -> str:
+    """A signed token that lets whoever holds the link see this one order."""
+    return _signer().dumps(order_id)
+
+
+def remember_order(order_id: str) -> None:
+    """Make this browser session the order's owner."""
+    owned = [o for o in session.get("orders", []) if o != order_id]
+    session["orders"] = (owned + [order_id])[-MAX_REMEMBERED_ORDERS:]
+
+
+def can_view(order: Order) -> bool:
+    """Owner (the creating session or a valid signed link) or an operator."""
+    if order.order_id in session.get("orders", []) or is_operator():
+        return True
+    token = request.args.get("t")
+    if not token or len(token) > 300:
+        return False
+    try:
+        signed = _signer().loads(token, max_age=current_app.config["ORDER_LINK_MAX_AGE"])
+    except BadSignature:
+        return False
+    return bool(signed == order.order_id)
+
+
+# -- the operator ----------------------------------------------------------------------------------
+
+
+def operator_session() -> str:
+    """ "active", "expired" (idle too long or too old) or "none" for this browser session."""
+    if session.get("operator") is not True:
+        return "none"
+    seen, started = session.get("operator_seen_at"), session.get("operator_login_at")
+    idle = current_app.config["ADMIN_IDLE_MINUTES"] * 60
+    longest = current_app.config["ADMIN_SESSION_HOURS"] * 3600
+    now = time.time()
+    if (
+        not isinstance(seen, int | float)
+        or not isinstance(started, int | float)
+        or now - seen > idle
+        or now - started > longest
+    ):
+        return "expired"
+    return "active"
+
+
+def is_operator() -> bool:
+    """An operator whose console session is still live (the idle timeout applies everywhere)."""
+    return operator_session() == "active"
+
+
+def start_operator_session() -> None:
+    now = int(time.time())
+    session.pop("csrf_token", None)  # a fresh CSRF token for the operator session
+    session.update(operator=True, operator_login_at=now, operator_seen_at=now)
+
+
+def touch_operator_session() -> None:
+    session["operator_seen_at"] = int(time.time())
+
+
+def end_operator_session() -> None:
+    for key in OPERATOR_KEYS:
+        session.pop(key, None)
