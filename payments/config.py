@@ -32,7 +32,7 @@ class _ReadEnv(dict[str, str]):
         super().__init__(data)
         self.read: set[str] = set()
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         self.read.add(key)
         return super().get(key, default)
 

@@ -82,5 +82,5 @@ def public_url(endpoint: str, **values: Any) -> str:
     """Absolute URL for Toss redirects: PUBLIC_BASE_URL when set, else the request's origin."""
     base = current_app.config.get("PUBLIC_BASE_URL")
     if base:
-        return base + url_for(endpoint, **values)
+        return str(base) + url_for(endpoint, **values)
     return url_for(endpoint, _external=True, **values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from .clock import KST
@@ -65,4 +66,9 @@ def kst_time(value: datetime | None) -> str:
     return value.astimezone(KST).strftime("%Y-%m-%d %H:%M:%S")
 
 
-FILTERS = {"won": won, "bank": bank, "kst": kst, "kst_time": kst_time}
+FILTERS: dict[str, Callable[..., str]] = {
+    "won": won,
+    "bank": bank,
+    "kst": kst,
+    "kst_time": kst_time,
+}

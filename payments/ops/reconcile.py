@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from ..admin.refunds import settle_pending
 from ..checkout.confirm import finish_unknown
@@ -63,7 +63,7 @@ def reconcile(now: datetime | None = None, limit: int = 500) -> Report:
     return report
 
 
-def _orders(where: object, limit: int) -> list[Order]:
+def _orders(where: ColumnElement[bool], limit: int) -> list[Order]:
     return list(db.session.scalars(select(Order).where(where).order_by(Order.id).limit(limit)))
 
 

@@ -56,7 +56,7 @@ def mount_sandbox(app: Flask) -> Flask:
         instance_path=app.instance_path,
         webhook_session=webhook_session,
     )
-    app.wsgi_app = _by_prefix(app.wsgi_app, sandbox)  # type: ignore[method-assign]
+    app.wsgi_app = _by_prefix(app.wsgi_app, sandbox)  # type: ignore[assignment]
     app.config["TOSS_API_BASE"] = app.config["TOSS_API_BASE"] or INPROCESS_TOSS + API_BASE_PATH
     app.config["TOSS_WIDGET_SCRIPT_URL"] = (
         app.config["TOSS_WIDGET_SCRIPT_URL"] or WIDGET_SCRIPT_PATH

@@ -21,5 +21,5 @@ def receive() -> Response:
     raw = request.stream.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise ServiceError("PAYLOAD_TOO_LARGE", "요청이 너무 큽니다. (Payload too large)", 413)
-    accepted = accept_webhook(raw, request.headers)
+    accepted = accept_webhook(raw, {k.lower(): v for k, v in request.headers.items()})
     return jsonify(received=True, duplicate=accepted.duplicate)
