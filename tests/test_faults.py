@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -30,16 +30,29 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-import payments.checkout
-import payments.sync
+import payments.checkout.confirm
+import payments.checkout.settle
 from payments.checkout.confirm import confirm_idempotency_key
-from payments.shop.catalog import seed_catalog
-from payments.config import SANDBOX_API_ORIGIN
+from payments.core.clock import utcnow
+from payments.core.models import Order, Payment
 from payments.extensions import db
-from payments.core.models import AuditEntry, Order, Payment, Product, utcnow
 from payments.ops.reconcile import Report, reconcile
+from payments.ops.sandbox import INPROCESS_TOSS
 from payments.sandbox.models import SandboxIdempotencyKey, SandboxPayment
-from tests.helpers import CLIENT_KEY, CONFIRM_URL, TOSS, make_app, payment_json
+from payments.sandbox.testing import SandboxDriver
+from payments.shop.catalog import seed_catalog
+from tests.helpers import (
+    CONFIRM_URL,
+    TOSS,
+    Shopper,
+    dispose,
+    get_order,
+    make_app,
+    payment_json,
+    sandbox_app,
+    success_url,
+    transitions,
+)
 
 LOOKUP_BY_ORDER = re.compile(re.escape(TOSS) + r"/v1/payments/orders/([^/]+)$")
 LOOKUP_BY_KEY = re.compile(re.escape(TOSS) + r"/v1/payments/([^/]+)$")
@@ -244,37 +257,26 @@ class Checkout:
         self.tap = tap
         self.fake = fake
         self.shopper = app.test_client()
-        with app.app_context():
-            product = db.session.scalars(db.select(Product).order_by(Product.id)).first()
-            assert product is not None
-            product_id = product.id
-        self.shopper.post("/cart", data={"product_id": product_id, "quantity": "2"})
-        resp = self.shopper.post("/orders")
-        assert resp.status_code == 303
-        self.order_id = resp.headers["Location"].rsplit("/", 1)[-1]
+        self.order_id = Shopper(app, self.shopper).place_order()
         self.amount = self.order().amount
         if fake is not None:
             fake.order_id, fake.amount = self.order_id, self.amount
             fake.payment_key = self.payment_key = f"tpk_fault_{self.order_id[:12]}"
         else:
-            self.payment_key = self._open_sandbox_window(scenario)
+            window = self.sandbox().open_window(
+                self.order_id,
+                self.amount,
+                scenario=scenario,
+                order_name=self.order().order_name,
+                success_url="http://localhost/checkout/success",
+                fail_url="http://localhost/checkout/fail",
+            )
+            assert window.payment_key is not None, window
+            self.payment_key = window.payment_key
         self.key = confirm_idempotency_key(self.order_id, self.payment_key)
 
-    def _open_sandbox_window(self, scenario: str) -> str:
-        resp = self.app.test_client().post(
-            "/sandbox/api/sessions",
-            json={
-                "clientKey": CLIENT_KEY,
-                "orderId": self.order_id,
-                "orderName": self.order().order_name,
-                "amount": self.amount,
-                "successUrl": "http://localhost/checkout/success",
-                "failUrl": "http://localhost/checkout/fail",
-                "scenario": scenario,
-            },
-        )
-        assert resp.status_code == 200, resp.get_data(as_text=True)
-        return parse_qs(urlsplit(resp.get_json()["redirectUrl"]).query)["paymentKey"][0]
+    def sandbox(self) -> SandboxDriver:
+        return SandboxDriver.in_process(self.app.test_client())
 
     @property
     def kind(self) -> str:
@@ -290,30 +292,15 @@ class Checkout:
         return resp.status_code, resp.get_json(silent=True) or {}
 
     def success(self) -> TestResponse:
-        return self.shopper.get(
-            f"/checkout/success?paymentType=NORMAL&orderId={self.order_id}"
-            f"&paymentKey={self.payment_key}&amount={self.amount}"
-        )
+        return self.shopper.get(success_url(self.order_id, self.payment_key, self.amount))
 
     # the shop's books
 
     def order(self) -> Order:
-        with self.app.app_context():
-            found = db.session.execute(
-                db.select(Order).filter_by(order_id=self.order_id)
-            ).scalar_one()
-            db.session.expunge(found)
-            return found
+        return get_order(self.app, self.order_id)
 
     def transitions(self) -> list[tuple[str | None, str | None, str]]:
-        with self.app.app_context():
-            rows = db.session.execute(
-                db.select(AuditEntry.from_status, AuditEntry.to_status, AuditEntry.source)
-                .join(Order, Order.id == AuditEntry.order_pk)
-                .where(Order.order_id == self.order_id, AuditEntry.event == "transition")
-                .order_by(AuditEntry.id)
-            ).all()
-            return [tuple(r) for r in rows]  # type: ignore[misc]
+        return transitions(self.app, self.order_id)
 
     def payment_rows(self) -> list[tuple[str, str, int]]:
         with self.app.app_context():
@@ -328,17 +315,20 @@ class Checkout:
         """Confirm requests that reached Toss."""
         if self.fake is not None:
             return self.fake.reached
-        view = self.app.test_client().get(f"/sandbox/api/payments/{self.payment_key}")
-        return int(view.get_json()["sandbox"]["confirmRequests"])
+        return int(self.sandbox().payment(self.payment_key)["sandbox"]["confirmRequests"])
 
     def charged(self) -> int:
         """DONE payments Toss holds for this order."""
         if self.fake is not None:
             return self.fake.charged
-        with self.app.app_context():
+        with self.app.extensions["sandbox_app"].app_context():
+            from payments.sandbox.db import db as sandbox_db
+
             return len(
-                db.session.scalars(
-                    db.select(SandboxPayment).filter_by(order_id=self.order_id, status="DONE")
+                sandbox_db.session.scalars(
+                    sandbox_db.select(SandboxPayment).filter_by(
+                        order_id=self.order_id, status="DONE"
+                    )
                 ).all()
             )
 
@@ -348,8 +338,8 @@ class Checkout:
             assert self.fake.status == "IN_PROGRESS"
             self.fake.status = "EXPIRED"
             return
-        resp = self.app.test_client().post(f"/sandbox/api/payments/{self.payment_key}/expire")
-        assert resp.status_code == 200, resp.get_data(as_text=True)
+        answer = self.sandbox().expire(self.payment_key)
+        assert answer.status == 200, answer.body
 
     # time
 
@@ -388,24 +378,21 @@ def make_checkout(
 ) -> Iterator[Callable[..., Checkout]]:
     apps: list[Flask] = []
 
-    def make(backend: str, scenario: str = "approve", **overrides: Any) -> Checkout:
+    def make(
+        backend: str,
+        scenario: str = "approve",
+        sandbox: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Checkout:
         tap = Wiretap()
         if backend == "responses":
             app = make_app(database_url, **overrides)
             fake: FakeToss | None = FakeToss(toss, tap)
         else:
-            app = make_app(
-                database_url,
-                TOSS_CLIENT_KEY="",
-                TOSS_SECRET_KEY="",
-                TOSS_SANDBOX="1",
-                TOSS_API_BASE="",
-                SANDBOX_WEBHOOKS_ENABLED=False,
-                **overrides,
-            )
+            app = sandbox_app(database_url, sandbox=sandbox, **overrides)
             session = app.extensions["toss"].session
-            inner = session.get_adapter(SANDBOX_API_ORIGIN + "/")
-            session.mount(SANDBOX_API_ORIGIN, FaultyTransport(inner, tap))
+            inner = session.get_adapter(INPROCESS_TOSS + "/")
+            session.mount(INPROCESS_TOSS, FaultyTransport(inner, tap))
             fake = None
         apps.append(app)
         with app.app_context():
@@ -414,9 +401,7 @@ def make_checkout(
 
     yield make
     for app in apps:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        dispose(app)
 
 
 BACKENDS = ["responses", "sandbox"]
@@ -554,11 +539,16 @@ def test_toss_down_through_the_confirm_window_leaves_the_order_payable(
 
 def wait_for_sandbox_key(app: Flask, timeout: float = 5.0) -> None:
     """Wait until the sandbox stored its answer (the slow confirm's thread has finished)."""
+    from payments.sandbox.db import db as sandbox_db
+
     deadline = time.monotonic() + timeout
+    states: list[str] = []
     while time.monotonic() < deadline:
-        with app.app_context():
-            states = list(db.session.scalars(db.select(SandboxIdempotencyKey.state)))
-            db.session.remove()
+        with app.extensions["sandbox_app"].app_context():
+            states = list(
+                sandbox_db.session.scalars(sandbox_db.select(SandboxIdempotencyKey.state))
+            )
+            sandbox_db.session.remove()
         if states and all(s == "DONE" for s in states):
             return
         time.sleep(0.05)
@@ -572,7 +562,7 @@ def test_read_timeout_after_the_sandbox_confirmed(
     """slow_confirm: the sandbox is DONE at once but answers after 1.5 s; the shop gives up
     after 0.5 s, its retries meet IDEMPOTENT_REQUEST_PROCESSING, then it looks the payment up."""
     co = make_checkout(
-        "sandbox", "slow_confirm", TOSS_READ_TIMEOUT="0.5", SANDBOX_SLOW_CONFIRM_SECONDS=1.5
+        "sandbox", "slow_confirm", sandbox={"slow_confirm_seconds": 1.5}, TOSS_READ_TIMEOUT="0.5"
     )
     if lookup_down:
         co.tap.plan = {"lookup": ["read_timeout"] * 3}
@@ -631,7 +621,7 @@ def test_storing_the_confirmed_payment_fails_then_reconcile_finishes_it(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise _db_down("INSERT INTO payments")
 
-    monkeypatch.setattr(payments.sync, "_store_payment", broken)
+    monkeypatch.setattr(payments.checkout.settle, "_store_payment", broken)
     status, body = co.verify()
     monkeypatch.undo()
 
@@ -648,8 +638,8 @@ def test_storing_the_confirmed_payment_fails_then_reconcile_finishes_it(
 
 class FailingCommit:
     """The database goes away: the next Session.commit in this thread fails once, after the
-    checkout service has made the move it is armed on (`apply_payment` of Toss's answer to our
-    confirm, or the intent: `claim_pending` or `transition` to CONFIRMING)."""
+    confirmation has made the move it is armed on (`apply_payment` of Toss's answer to our
+    confirm, or the intent: the `transition` to CONFIRMING)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, on: str) -> None:
         self.failed = 0
@@ -673,22 +663,20 @@ class FailingCommit:
 
             return wrapper
 
+        confirm = payments.checkout.confirm
         monkeypatch.setattr(Session, "commit", commit)
         if on == "PAID":
             monkeypatch.setattr(
-                payments.checkout,
+                confirm,
                 "apply_payment",
-                arm(payments.checkout.apply_payment,
-                    lambda _result, *a, **k: k.get("answer_to_confirm")),
-            )  # fmt: skip
+                arm(confirm.apply_payment, lambda _result, *a, **k: k.get("answer_to_confirm")),
+            )
         else:
-            for name in ("claim_pending", "transition"):
-                monkeypatch.setattr(
-                    payments.checkout,
-                    name,
-                    arm(getattr(payments.checkout, name),
-                        lambda moved, _order, to, *a, **k: bool(moved) and to == on),
-                )  # fmt: skip
+            monkeypatch.setattr(
+                confirm,
+                "transition",
+                arm(confirm.transition, lambda moved, _order, to, *a, **k: moved and to == on),
+            )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

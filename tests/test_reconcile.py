@@ -10,7 +10,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,20 +20,20 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from payments.checkout.confirm import confirm_idempotency_key
+from payments.core.clock import KST, utcnow
+from payments.core.models import AuditEntry, Order, Payment, WebhookEvent
 from payments.extensions import db
-from payments.core.models import AuditEntry, Order, Payment, WebhookEvent, utcnow
 from payments.ops.reconcile import Report, reconcile
-from tests.helpers import CONFIRM_URL, TOSS, make_app, payment_json
+from payments.shop.catalog import create_order, seed_catalog
+from payments.webhooks.worker import run_once
+from tests.helpers import CONFIRM_URL, TOSS, audit, dispose, get_order, make_app, payment_json, race
 
 PK = "tgen_20261122121910Rec01"
 VA_PK = "tviva20261122130102Rec02"
-KST = timezone(timedelta(hours=9))
 # A week ahead of the run, like a virtual account issued today: runs "after the due date" pass
 # `now=DUE + …`, and the rows the tests age relative to the real clock stay behind that.
 VA_DUE = (datetime.now(KST) + timedelta(days=7)).replace(microsecond=0).isoformat()
 LATER_DUE = (datetime.now(KST) + timedelta(days=37)).replace(microsecond=0).isoformat()
-
-AuditRow = tuple[str, str | None, str | None, str, str | None]
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -83,22 +83,16 @@ def va_payment(
     )
 
 
-def get_order(app: Flask, order_id: str) -> Order:
+def last_code(app: Flask, order_id: str) -> str | None:
+    """The code (Toss's or ours) on the order's latest audit row."""
     with app.app_context():
-        order = db.session.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
-        db.session.expunge(order)
-        return order
-
-
-def audit(app: Flask, order_id: str) -> list[AuditRow]:
-    with app.app_context():
-        order = db.session.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
-        return [
-            (a.event, a.from_status, a.to_status, a.source, a.code)
-            for a in db.session.scalars(
-                select(AuditEntry).filter_by(order_pk=order.id).order_by(AuditEntry.id)
-            )
-        ]
+        return db.session.scalars(
+            select(AuditEntry.code)
+            .join(Order, Order.id == AuditEntry.order_pk)
+            .where(Order.order_id == order_id)
+            .order_by(AuditEntry.id.desc())
+            .limit(1)
+        ).one()
 
 
 def moves(app: Flask, order_id: str, since: int) -> list[tuple[str | None, str | None, str]]:
@@ -378,7 +372,7 @@ def test_pending_order_past_the_payable_time_is_expired_unless_toss_has_its_paym
     assert [c.request.url for c in toss.calls] == [lookup_url(order.order_id)]
     assert report.expired == (1 if expected == "EXPIRED" else 0)
     if expected == "EXPIRED":
-        assert audit(app, order.order_id)[-1][4] == "ORDER_EXPIRED"
+        assert last_code(app, order.order_id) == "ORDER_EXPIRED"
     else:
         assert report.settled == {expected: 1}
 
@@ -400,9 +394,6 @@ def test_payable_time_comes_from_the_config(
 ) -> None:
     app = make_app(database_url, ORDER_PAYABLE_MINUTES=120)
     with app.app_context():
-        from payments.shop.catalog import seed_catalog
-        from payments.shop.catalog import create_order
-
         seed_catalog()
         order_id = create_order({"1": 1}, "cust_config_test").order_id
     not_found(toss, lookup_url(order_id))
@@ -415,9 +406,7 @@ def test_payable_time_comes_from_the_config(
     age(app, order_id, created_at=timedelta(minutes=121))
     run(app)
     assert get_order(app, order_id).status == "EXPIRED"
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    dispose(app)
 
 
 def test_pending_order_is_kept_while_toss_cannot_answer(
@@ -462,7 +451,7 @@ def test_deposit_past_its_due_date_is_settled_with_toss(
 
     assert get_order(app, order.order_id).status == expected
     assert moves(app, order.order_id, since) == [("AWAITING_DEPOSIT", expected, "reconcile")]
-    assert audit(app, order.order_id)[-1][4] == code
+    assert last_code(app, order.order_id) == code
     assert [c.request.url for c in toss.calls] == [lookup_url(order.order_id)]
     assert report.expired == (1 if expected == "EXPIRED" else 0)
 
@@ -526,25 +515,9 @@ def test_two_reconcile_runs_at_once_end_in_one_state_with_one_audit_row_per_move
     not_found(toss, lookup_url(stale.order_id))
     toss.get(lookup_url(overdue.order_id), json=va_payment(overdue.order_id, overdue.amount))
     now = DUE + timedelta(minutes=1)
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
-    reports: list[Report] = []
 
-    def one_run() -> None:
-        try:
-            start.wait(timeout=10)
-            reports.append(run(app, now=now))
-        except BaseException as exc:  # noqa: BLE001 — handed to the test thread
-            errors.append(exc)
+    reports = race([lambda: run(app, now=now)] * 2)
 
-    threads = [threading.Thread(target=one_run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-
-    assert errors == []
-    assert len(reports) == 2
     assert get_order(app, stuck.order_id).status == "PAID"
     assert get_order(app, stale.order_id).status == "EXPIRED"
     assert get_order(app, overdue.order_id).status == "EXPIRED"
@@ -586,8 +559,6 @@ def test_reconcile_prunes_webhook_bodies_past_the_retention(
             headers={"tosspayments-webhook-transmission-id": tid},
         )
     with app.app_context():
-        from payments.webhooks.worker import run_once
-
         run_once("pruner-test")
         db.session.execute(
             update(WebhookEvent)

@@ -1,4 +1,9 @@
-"""The sandbox's Toss API behaves like Toss (TOSS.md), in-process and over a real socket."""
+"""The sandbox's Toss API behaves like Toss: auth, key families, the Payment object, deadlines,
+Idempotency-Key, test codes, cancels, virtual accounts, scenarios; in-process and over a socket.
+
+Most tests run the sandbox alone (`payments.sandbox.create_app`) on the test's database; the
+shop-mounted sandbox appears where the mount itself is what is shown.
+"""
 
 from __future__ import annotations
 
@@ -8,69 +13,100 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
+from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from payments.config import ConfigError
-from payments.extensions import db
-from payments.sandbox import Clock, init_app
+from payments.extensions import toss as shop_toss
+from payments.ops.sandbox import INPROCESS_TOSS
+from payments.sandbox import Clock, SandboxSettings, SettingsError, create_app, state
+from payments.sandbox.db import db as sandbox_db
+from payments.sandbox.idempotency import identity
+from payments.sandbox.ids import _random, digits, new_payment_key
 from payments.sandbox.models import SandboxIdempotencyKey, SandboxWebhook
+from payments.sandbox.testing import Answer, SandboxDriver, Window, new_order_id
+from payments.sandbox.transport import WSGITransport
 from payments.toss import RefundAccount, TossClient, TossError, TossNetworkError
-from tests.helpers import make_app
+from tests.helpers import FIXTURES, START, dispose, fixture, race, sandbox_app
 
 SECRET = "test_gsk_sandbox"
-API_SECRET = "test_sk_sandbox"
+API_SECRET = "test_sk_sandbox"  # the same merchant's API-family secret key
 CLIENT = "test_gck_sandbox"
-START = datetime(2026, 11, 22, 1, 0, 0, tzinfo=UTC)  # 10:00 in Korea
-FIXTURES = Path(__file__).parent / "fixtures"
-SANDBOX_OVERRIDES: dict[str, Any] = {
-    "TOSS_CLIENT_KEY": "",
-    "TOSS_SECRET_KEY": "",
-    "TOSS_SANDBOX": "1",
-    "TOSS_API_BASE": "",
-    "SANDBOX_WEBHOOKS_ENABLED": False,
-    "SANDBOX_SLOW_CONFIRM_SECONDS": 0.6,
-}
+# Webhooks are recorded (the sender is off, nothing is sent) so tests can count them.
+HOOK = "http://shop.test/api/payment/webhook"
+SANDBOX_HOST = "http://toss-sandbox.test"
 
 
-# -- helpers (the other sandbox test modules import these) -----------------------------------------
+# -- the sandbox alone -----------------------------------------------------------------------------
 
 
-def sandbox_app(database_url: str, **overrides: Any) -> Flask:
-    """The shop app in sandbox mode on a frozen sandbox clock (START) unless told otherwise."""
-    config = {**SANDBOX_OVERRIDES, "SANDBOX_CLOCK": Clock(start=START), **overrides}
-    return make_app(database_url, **config)
+def make_sandbox(database_url: str, **settings: Any) -> Flask:
+    """The sandbox alone on `database_url`, its clock frozen at START, its sender off."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "clock": Clock(start=START),
+        "webhooks_enabled": False,
+        "webhook_url": HOOK,
+        "slow_confirm_seconds": 0.6,
+        **settings,
+    }
+    return create_app(SandboxSettings(**values))
 
 
-def dispose(app: Flask) -> None:
-    worker = app.extensions["sandbox"].worker
-    worker.stop()
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+def close(sandbox: Flask) -> None:
+    """Stop the sandbox's sender and close its connections."""
+    state(sandbox).sender.stop()
+    with sandbox.app_context():
+        sandbox_db.session.remove()
+        sandbox_db.engine.dispose()
+
+
+@pytest.fixture
+def sandboxes(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Build sandboxes on the test's database (settings by field name); closed at the end."""
+    built: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        sandbox = make_sandbox(database_url, **settings)
+        built.append(sandbox)
+        return sandbox
+
+    yield build
+    for sandbox in built:
+        close(sandbox)
+
+
+@pytest.fixture
+def sandbox(sandboxes: Callable[..., Flask]) -> Flask:
+    return sandboxes()
+
+
+@pytest.fixture
+def client(sandbox: Flask) -> FlaskClient:
+    return sandbox.test_client()
+
+
+@pytest.fixture
+def driver(client: FlaskClient) -> SandboxDriver:
+    return SandboxDriver.in_process(client)
 
 
 def basic(key: str = SECRET, colon: bool = True) -> dict[str, str]:
+    """Toss's Basic auth header: base64("<secretKey>:")."""
     raw = f"{key}:" if colon else key
     return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
 
 
-_order_seq = iter(range(1, 10**6))
-
-
-def new_order_id() -> str:
-    return f"order-{int(time.time() * 1000)}-{next(_order_seq):05d}"
-
-
 def session_body(**overrides: Any) -> dict[str, Any]:
+    """A valid POST /sandbox/api/sessions body (what the widget sends, plus a scenario)."""
     body = {
         "clientKey": CLIENT,
         "orderId": new_order_id(),
@@ -85,70 +121,67 @@ def session_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def query(url: str) -> dict[str, str]:
-    return dict(parse_qsl(urlsplit(url).query))
-
-
-def open_payment(client: FlaskClient, **overrides: Any) -> tuple[str, str, int]:
-    """A shopper finished the window with `scenario`: (paymentKey, orderId, amount)."""
-    body = session_body(**overrides)
-    resp = client.post("/sandbox/api/sessions", json=body)
-    assert resp.status_code == 200, resp.get_json()
-    q = query(resp.get_json()["redirectUrl"])
-    return q["paymentKey"], q["orderId"], int(q["amount"])
-
-
-def confirm(
-    client: FlaskClient,
-    payment_key: str,
-    order_id: str,
-    amount: int | str,
-    *,
-    key: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Any:
-    hdrs = {**basic(), **(headers or {})}
-    if key is not None:
-        hdrs["Idempotency-Key"] = key
-    return client.post(
-        "/sandbox/v1/payments/confirm",
-        json={"paymentKey": payment_key, "orderId": order_id, "amount": amount},
-        headers=hdrs,
-    )
-
-
-def cancel(client: FlaskClient, payment_key: str, key: str | None = None, **body: Any) -> Any:
-    hdrs = basic()
-    if key is not None:
-        hdrs["Idempotency-Key"] = key
-    body.setdefault("cancelReason", "고객 요청")
-    return client.post(f"/sandbox/v1/payments/{payment_key}/cancel", json=body, headers=hdrs)
-
-
-def get_payment(client: FlaskClient, payment_key: str) -> dict[str, Any]:
-    resp = client.get(f"/sandbox/v1/payments/{payment_key}", headers=basic())
-    assert resp.status_code == 200, resp.get_json()
-    data: dict[str, Any] = resp.get_json()
-    return data
-
-
-def error(resp: Any) -> tuple[int, str]:
-    body = resp.get_json()
+def error(answer: Any) -> tuple[int, str]:
+    """(status, code) of a Toss error answer (an Answer or a test-client response); its body
+    is exactly {code, message} with a Korean message, as Toss's."""
+    if isinstance(answer, Answer):
+        status, body = answer.status, answer.body
+    else:
+        status, body = answer.status_code, answer.get_json()
     assert set(body) == {"code", "message"}, body
-    assert re.search(r"[가-힣]", body["message"]), body  # Korean, like Toss
-    return resp.status_code, body["code"]
+    assert re.search(r"[가-힣]", body["message"]), body
+    return status, body["code"]
 
 
-@pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
-    app = sandbox_app(database_url)
-    yield app
-    dispose(app)
+def confirm_raw(
+    client: FlaskClient, window: Window, *, key: str | None = None, amount: int | None = None
+) -> Any:
+    """POST /v1/payments/confirm through the test client: the response as sent (for byte-exact
+    replay checks)."""
+    headers = basic()
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    body = {
+        "paymentKey": window.payment_key,
+        "orderId": window.order_id,
+        "amount": window.amount if amount is None else amount,
+    }
+    return client.post("/sandbox/v1/payments/confirm", json=body, headers=headers)
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def confirm(driver: SandboxDriver, window: Window, **kwargs: Any) -> Answer:
+    """The merchant's confirm of the payment the shopper approved in `window`."""
+    return driver.confirm(window.payment_key, window.order_id, window.amount, **kwargs)
+
+
+def status_of(driver: SandboxDriver, payment_key: str) -> str:
+    answer = driver.get(payment_key)
+    assert answer.status == 200, answer.body
+    return str(answer.body["status"])
+
+
+def rows(sandbox: Flask, model: Any) -> list[Any]:
+    with sandbox.app_context():
+        found = list(sandbox_db.session.scalars(select(model).order_by(model.id)))
+        sandbox_db.session.expunge_all()
+        return found
+
+
+def in_process_client(sandbox: Flask, **options: Any) -> TossClient:
+    """The shop's Toss client code, reaching this sandbox through the in-process transport."""
+    session = requests.Session()
+    session.mount(SANDBOX_HOST, WSGITransport(sandbox))
+    return TossClient(SECRET, f"{SANDBOX_HOST}/sandbox", session=session, **options)
+
+
+def wait_until_answered(sandbox: Flask, seconds: float = 10) -> None:
+    """Until no request holds an Idempotency-Key (a slow answer still being held)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(row.state != "PROCESSING" for row in rows(sandbox, SandboxIdempotencyKey)):
+            return
+        time.sleep(0.02)
+    raise AssertionError("a request still holds its Idempotency-Key")
 
 
 # -- authentication --------------------------------------------------------------------------------
@@ -168,54 +201,61 @@ def client(app: Flask) -> FlaskClient:
     ids=["missing", "no-colon", "not-base64", "bearer", "wrong-key", "client-key", "empty"],
 )
 def test_basic_auth_is_checked_like_toss(
-    client: FlaskClient, headers: dict[str, str], expected: tuple[int, str]
+    client: FlaskClient,
+    driver: SandboxDriver,
+    headers: dict[str, str],
+    expected: tuple[int, str],
 ) -> None:
-    payment_key, order_id, amount = open_payment(client)
+    """Toss wants `Basic base64("<secretKey>:")`: a bad format is 403, an unknown key 401."""
+    w = driver.open_window()
     for resp in (
-        client.get(f"/sandbox/v1/payments/{payment_key}", headers=headers),
-        client.get(f"/sandbox/v1/payments/orders/{order_id}", headers=headers),
+        client.get(f"/sandbox/v1/payments/{w.payment_key}", headers=headers),
+        client.get(f"/sandbox/v1/payments/orders/{w.order_id}", headers=headers),
         client.post(
             "/sandbox/v1/payments/confirm",
-            json={"paymentKey": payment_key, "orderId": order_id, "amount": amount},
+            json={"paymentKey": w.payment_key, "orderId": w.order_id, "amount": w.amount},
             headers=headers,
         ),
         client.post(
-            f"/sandbox/v1/payments/{payment_key}/cancel",
+            f"/sandbox/v1/payments/{w.payment_key}/cancel",
             json={"cancelReason": "x"},
             headers=headers,
         ),
     ):
         assert error(resp) == expected
-    assert get_payment(client, payment_key)["status"] == "IN_PROGRESS"
+    assert status_of(driver, w.payment_key) == "IN_PROGRESS"
 
 
-def test_api_secret_key_cannot_confirm_a_widget_payment(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    resp = confirm(client, payment_key, order_id, amount, headers=basic(API_SECRET))
-    assert error(resp) == (403, "FORBIDDEN_REQUEST")
-    assert "gsk" in resp.get_json()["message"]
-    # The API key of the same merchant may still read it; the widget key then confirms.
-    read = client.get(f"/sandbox/v1/payments/{payment_key}", headers=basic(API_SECRET))
-    assert read.status_code == 200
-    assert confirm(client, payment_key, order_id, amount).status_code == 200
+def test_api_secret_key_cannot_confirm_a_widget_payment(driver: SandboxDriver) -> None:
+    """Toss refuses a widget payment confirmed with an API-family (sk) key: 403
+    FORBIDDEN_REQUEST; that key may still read it."""
+    w = driver.open_window()
+    refused = confirm(driver, w, headers=basic(API_SECRET))
+    assert error(refused) == (403, "FORBIDDEN_REQUEST")
+    assert "gsk" in refused.body["message"]
+    assert SandboxDriver(driver.transport, secret_key=API_SECRET).get(w.payment_key).status == 200
+    assert confirm(driver, w).status == 200
 
 
 # -- confirm and the Payment object ----------------------------------------------------------------
 
 
-def test_confirm_answers_a_documented_payment_object(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client, amount=103_000)
-    assert re.fullmatch(r"tviva[A-Za-z0-9]{20,}", payment_key)
-    resp = confirm(client, payment_key, order_id, str(amount), key="confirm-1")  # numeric string
-    assert resp.status_code == 200
-    assert resp.content_type.startswith("application/json")
-    p = resp.get_json()
+def test_confirm_answers_a_documented_payment_object(
+    client: FlaskClient, driver: SandboxDriver
+) -> None:
+    """Toss answers confirm with the Payment object (version 2022-11-16); lookups by paymentKey
+    and by orderId answer the same object; the amount may come as a numeric string."""
+    w = driver.open_window(amount=103_000, order_name="무선 키보드 외 1건")
+    assert re.fullmatch(r"tviva[A-Za-z0-9]{20,}", w.payment_key)
+    resp = driver.confirm(w.payment_key, w.order_id, "103000", idempotency_key="confirm-1")
+    assert resp.status == 200
+    p = resp.body
 
-    toss_sample = json.loads((FIXTURES / "toss" / "payment_done_card.json").read_text())
+    toss_sample = fixture("toss/payment_done_card.json")
     assert set(toss_sample) <= set(p), set(toss_sample) - set(p)
     assert set(toss_sample["card"]) <= set(p["card"])
-    assert p["paymentKey"] == payment_key
-    assert p["orderId"] == order_id
+    assert p["paymentKey"] == w.payment_key
+    assert p["orderId"] == w.order_id
     assert p["status"] == "DONE"
     assert p["method"] == "카드"
     assert p["type"] == "NORMAL"
@@ -234,12 +274,14 @@ def test_confirm_answers_a_documented_payment_object(client: FlaskClient) -> Non
     assert p["secret"] is None
     assert p["virtualAccount"] is None
     assert p["failure"] is None
-    assert p["receipt"]["url"].endswith(f"/sandbox/receipt/{payment_key}")
+    assert p["receipt"]["url"].endswith(f"/sandbox/receipt/{w.payment_key}")
     assert client.get(urlsplit(p["receipt"]["url"]).path).status_code == 200
 
-    assert get_payment(client, payment_key) == p
-    by_order = client.get(f"/sandbox/v1/payments/orders/{order_id}", headers=basic())
-    assert by_order.get_json() == p
+    assert driver.get(w.payment_key).body == p
+    assert driver.get_by_order(w.order_id).body == p
+    # Fields in Toss's order (as its recorded answer has them), not sorted.
+    raw = client.get(f"/sandbox/v1/payments/{w.payment_key}", headers=basic()).get_data()
+    assert list(json.loads(raw))[:8] == list(toss_sample)[:8]
 
 
 @pytest.mark.parametrize(
@@ -254,29 +296,25 @@ def test_confirm_answers_a_documented_payment_object(client: FlaskClient) -> Non
     ],
 )
 def test_vat_and_supplied_amount(
-    client: FlaskClient, total: int, tax_free: int, vat: int, supplied: int
+    driver: SandboxDriver, total: int, tax_free: int, vat: int, supplied: int
 ) -> None:
-    payment_key, order_id, amount = open_payment(client, amount=total, taxFreeAmount=tax_free)
-    p = confirm(client, payment_key, order_id, amount).get_json()
+    """Toss's VAT is round((total − taxFree) / 11); suppliedAmount + vat + taxFree = total."""
+    w = driver.open_window(amount=total, taxFreeAmount=tax_free)
+    p = confirm(driver, w).body
     assert round((total - tax_free) / 11) == vat  # the documented formula
     assert (p["vat"], p["suppliedAmount"], p["taxFreeAmount"]) == (vat, supplied, tax_free)
     assert p["suppliedAmount"] + p["vat"] + p["taxFreeAmount"] == p["totalAmount"]
 
 
-def test_unknown_payment_key_and_order_are_not_found(client: FlaskClient) -> None:
-    assert error(confirm(client, "tvivaDOESNOTEXIST0000000000", "order-000001", 1000)) == (
-        404,
-        "NOT_FOUND_PAYMENT",
-    )
-    assert error(client.get("/sandbox/v1/payments/tvivaNOPE", headers=basic())) == (
-        404,
-        "NOT_FOUND_PAYMENT",
-    )
-    assert error(client.get("/sandbox/v1/payments/orders/order-nope", headers=basic())) == (
-        404,
-        "NOT_FOUND_PAYMENT",
-    )
-    assert error(cancel(client, "tvivaNOPE")) == (404, "NOT_FOUND_PAYMENT")
+def test_unknown_payment_key_and_order_are_not_found(
+    client: FlaskClient, driver: SandboxDriver
+) -> None:
+    """Toss answers 404 NOT_FOUND_PAYMENT for a paymentKey or orderId it does not know."""
+    missing = driver.confirm("tvivaDOESNOTEXIST0000000000", "order-000001", 1000)
+    assert error(missing) == (404, "NOT_FOUND_PAYMENT")
+    assert error(driver.get("tvivaNOPE")) == (404, "NOT_FOUND_PAYMENT")
+    assert error(driver.get_by_order("order-nope")) == (404, "NOT_FOUND_PAYMENT")
+    assert error(driver.cancel("tvivaNOPE")) == (404, "NOT_FOUND_PAYMENT")
     too_long = "t" * 201
     assert error(client.get(f"/sandbox/v1/payments/{too_long}", headers=basic()))[0] == 404
 
@@ -285,14 +323,16 @@ def test_unknown_payment_key_and_order_are_not_found(client: FlaskClient) -> Non
     ("field", "value"), [("amount", 103_001), ("amount", 1), ("orderId", "order-someone-else")]
 )
 def test_amount_or_order_id_different_from_the_session_is_refused(
-    client: FlaskClient, field: str, value: Any
+    driver: SandboxDriver, field: str, value: Any
 ) -> None:
-    payment_key, order_id, amount = open_payment(client, amount=103_000)
-    args = {"order_id": order_id, "amount": amount, field.replace("Id", "_id"): value}
-    resp = confirm(client, payment_key, args["order_id"], args["amount"])
+    """Toss refuses a confirm whose amount or orderId differs from the payment request (400
+    INVALID_REQUEST) and leaves the payment confirmable."""
+    w = driver.open_window(amount=103_000)
+    args = {"orderId": w.order_id, "amount": w.amount, field: value}
+    resp = driver.confirm(w.payment_key, args["orderId"], args["amount"])
     assert error(resp) == (400, "INVALID_REQUEST")
-    assert get_payment(client, payment_key)["status"] == "IN_PROGRESS"
-    assert confirm(client, payment_key, order_id, amount).status_code == 200
+    assert status_of(driver, w.payment_key) == "IN_PROGRESS"
+    assert confirm(driver, w).status == 200
 
 
 @pytest.mark.parametrize(
@@ -300,6 +340,8 @@ def test_amount_or_order_id_different_from_the_session_is_refused(
     [{}, {"paymentKey": "x"}, {"paymentKey": "x", "orderId": "order-1", "amount": "12a"}],
 )
 def test_malformed_confirm_body_is_invalid_request(client: FlaskClient, body: Any) -> None:
+    """Toss answers 400 INVALID_REQUEST for a missing or malformed field, or a body that is not
+    JSON."""
     resp = client.post("/sandbox/v1/payments/confirm", json=body, headers=basic())
     assert error(resp) == (400, "INVALID_REQUEST")
     resp = client.post(
@@ -310,184 +352,201 @@ def test_malformed_confirm_body_is_invalid_request(client: FlaskClient, body: An
     assert error(resp) == (400, "INVALID_REQUEST")
 
 
-def test_second_confirm_without_the_key_is_already_processed(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    assert confirm(client, payment_key, order_id, amount).status_code == 200
-    assert error(confirm(client, payment_key, order_id, amount)) == (
-        400,
-        "ALREADY_PROCESSED_PAYMENT",
-    )
-    assert error(confirm(client, payment_key, order_id, amount, key="another-key")) == (
+def test_second_confirm_without_the_key_is_already_processed(driver: SandboxDriver) -> None:
+    """Toss: a confirmed payment confirmed again (no key, or another key) is 400
+    ALREADY_PROCESSED_PAYMENT."""
+    w = driver.open_window()
+    assert confirm(driver, w).status == 200
+    assert error(confirm(driver, w)) == (400, "ALREADY_PROCESSED_PAYMENT")
+    assert error(confirm(driver, w, idempotency_key="another-key")) == (
         400,
         "ALREADY_PROCESSED_PAYMENT",
     )
 
 
 def test_confirm_window_is_ten_minutes_after_authentication(
-    app: Flask, client: FlaskClient
+    sandbox: Flask, driver: SandboxDriver
 ) -> None:
-    clock = app.extensions["sandbox"].clock
-    late_key, late_order, amount = open_payment(client)
-    on_time_key, on_time_order, _ = open_payment(client)
-    clock.advance(599)
-    assert confirm(client, on_time_key, on_time_order, amount).status_code == 200
-    clock.advance(2)  # 601 s after the shopper finished the window
-    resp = confirm(client, late_key, late_order, amount, key="late")
-    assert error(resp) == (404, "NOT_FOUND_PAYMENT_SESSION")
-    p = get_payment(client, late_key)
-    assert p["status"] == "EXPIRED"
-    assert p["approvedAt"] is None
-    # Nothing moves it any more; the confirmed one is untouched.
-    assert error(confirm(client, late_key, late_order, amount)) == (
+    """Toss: confirm must follow the shopper's authentication within 10 minutes; later the
+    payment is EXPIRED and confirm answers 404 NOT_FOUND_PAYMENT_SESSION."""
+    late = driver.open_window()
+    on_time = driver.open_window()
+    state(sandbox).advance(599)
+    assert confirm(driver, on_time).status == 200
+    state(sandbox).advance(2)  # 601 s after the shopper finished the window
+    assert error(confirm(driver, late, idempotency_key="late")) == (
         404,
         "NOT_FOUND_PAYMENT_SESSION",
     )
-    assert get_payment(client, on_time_key)["status"] == "DONE"
+    p = driver.get(late.payment_key).body
+    assert p["status"] == "EXPIRED"
+    assert p["approvedAt"] is None
+    # Nothing moves it any more; the confirmed one is untouched.
+    assert error(confirm(driver, late)) == (404, "NOT_FOUND_PAYMENT_SESSION")
+    assert status_of(driver, on_time.payment_key) == "DONE"
 
 
-def test_a_lookup_after_the_deadline_already_shows_expired(app: Flask, client: FlaskClient) -> None:
-    payment_key, order_id, _ = open_payment(client)
-    app.extensions["sandbox"].advance(601)
-    resp = client.get(f"/sandbox/v1/payments/orders/{order_id}", headers=basic())
-    assert resp.get_json()["status"] == "EXPIRED"
-    with app.app_context():
-        events = [json.loads(w.body) for w in db.session.scalars(select(SandboxWebhook))]
+def test_a_lookup_after_the_deadline_already_shows_expired(
+    sandbox: Flask, driver: SandboxDriver
+) -> None:
+    """Toss's lookup shows EXPIRED once the deadline passed, and the change is one webhook."""
+    w = driver.open_window()
+    state(sandbox).advance(601)
+    assert driver.get_by_order(w.order_id).body["status"] == "EXPIRED"
+    events = [json.loads(row.body) for row in rows(sandbox, SandboxWebhook)]
     assert [e["data"]["status"] for e in events] == ["EXPIRED"]
 
 
-def test_two_windows_for_one_order_confirm_only_once(client: FlaskClient) -> None:
+def test_two_windows_for_one_order_confirm_only_once(
+    client: FlaskClient, driver: SandboxDriver
+) -> None:
+    """Toss confirms an orderId once: another window's confirm is 400 DUPLICATED_ORDER_ID, and
+    so is a new payment request for a paid orderId."""
     order_id = new_order_id()
-    first, _, amount = open_payment(client, orderId=order_id)
-    second, _, _ = open_payment(client, orderId=order_id)
-    assert confirm(client, second, order_id, amount).status_code == 200
-    assert error(confirm(client, first, order_id, amount)) == (400, "DUPLICATED_ORDER_ID")
-    by_order = client.get(f"/sandbox/v1/payments/orders/{order_id}", headers=basic())
-    assert by_order.get_json()["paymentKey"] == second
-    # A new window for a paid orderId is refused at the start, like Toss.
+    first = driver.open_window(order_id)
+    second = driver.open_window(order_id)
+    assert confirm(driver, second).status == 200
+    assert error(confirm(driver, first)) == (400, "DUPLICATED_ORDER_ID")
+    assert driver.get_by_order(order_id).body["paymentKey"] == second.payment_key
     resp = client.post("/sandbox/api/sessions", json=session_body(orderId=order_id))
     assert error(resp) == (400, "DUPLICATED_ORDER_ID")
 
 
-def test_concurrent_confirms_with_different_keys_confirm_once(
-    app: Flask, client: FlaskClient
-) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    barrier = threading.Barrier(4)
-    results: list[tuple[int, str | None]] = []
-
-    def worker(i: int) -> None:
-        c = app.test_client()
-        barrier.wait()
-        resp = confirm(c, payment_key, order_id, amount, key=f"racer-{i}")
-        results.append((resp.status_code, (resp.get_json() or {}).get("code")))
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert sorted(results, key=str) == sorted(
+def test_concurrent_confirms_with_different_keys_confirm_once(sandbox: Flask) -> None:
+    """Toss performs a confirm once however many race: one DONE, the rest
+    ALREADY_PROCESSED_PAYMENT, one status change (one webhook)."""
+    w = SandboxDriver.in_process(sandbox.test_client()).open_window()
+    drivers = [SandboxDriver.in_process(sandbox.test_client()) for _ in range(4)]
+    answers = race(
+        [partial(confirm, d, w, idempotency_key=f"racer-{i}") for i, d in enumerate(drivers)]
+    )
+    assert sorted((a.status, a.code) for a in answers) == sorted(
         [(200, None)] + [(400, "ALREADY_PROCESSED_PAYMENT")] * 3, key=str
     )
-    with app.app_context():
-        webhooks = list(db.session.scalars(select(SandboxWebhook)))
-    assert len(webhooks) == 1  # one status change, one event
+    assert len(rows(sandbox, SandboxWebhook)) == 1
 
 
 # -- Idempotency-Key -------------------------------------------------------------------------------
 
 
 def test_reused_key_replays_the_first_answer_whatever_the_body(
-    app: Flask, client: FlaskClient
+    client: FlaskClient, driver: SandboxDriver
 ) -> None:
-    first_key, first_order, amount = open_payment(client)
-    other_key, other_order, _ = open_payment(client)
-    first = confirm(client, first_key, first_order, amount, key="same-key")
-    again = confirm(client, other_key, other_order, amount, key="same-key")
+    """Toss keys idempotency on (key, secret key, method, URL), not the body: a reused key
+    replays the first answer byte for byte and does nothing for the other payment."""
+    first_w = driver.open_window()
+    other_w = driver.open_window(amount=first_w.amount)
+    first = confirm_raw(client, first_w, key="same-key")
+    again = confirm_raw(client, other_w, key="same-key")
     assert first.status_code == again.status_code == 200
-    assert again.get_data() == first.get_data()  # the body is not part of the identity
-    assert again.get_json()["paymentKey"] == first_key
-    assert get_payment(client, other_key)["status"] == "IN_PROGRESS"  # nothing done for it
-    view = client.get(f"/sandbox/api/payments/{first_key}").get_json()
-    assert view["sandbox"]["confirmRequests"] == 1
+    assert again.get_data() == first.get_data()
+    assert again.get_json()["paymentKey"] == first_w.payment_key
+    assert status_of(driver, other_w.payment_key) == "IN_PROGRESS"
+    assert driver.payment(first_w.payment_key)["sandbox"]["confirmRequests"] == 1
 
 
-def test_an_error_answer_is_replayed_too(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    wrong = confirm(client, payment_key, order_id, amount + 1, key="k-err")
-    right = confirm(client, payment_key, order_id, amount, key="k-err")
+def test_an_error_answer_is_replayed_too(client: FlaskClient, driver: SandboxDriver) -> None:
+    """Toss replays a 4xx answer for its key as well; a new key does the work."""
+    w = driver.open_window()
+    wrong = confirm_raw(client, w, key="k-err", amount=w.amount + 1)
+    right = confirm_raw(client, w, key="k-err")
     assert error(wrong) == error(right) == (400, "INVALID_REQUEST")
     assert right.get_data() == wrong.get_data()
-    assert confirm(client, payment_key, order_id, amount, key="k-new").status_code == 200
+    assert confirm(driver, w, idempotency_key="k-new").status == 200
 
 
-def test_identity_includes_secret_key_url_and_method(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    refused = confirm(client, payment_key, order_id, amount, key="k", headers=basic(API_SECRET))
+def test_identity_includes_secret_key_url_and_method(driver: SandboxDriver) -> None:
+    """Toss: the same Idempotency-Key with another secret key, or on another URL, is another
+    request."""
+    w = driver.open_window()
+    refused = confirm(driver, w, idempotency_key="k", headers=basic(API_SECRET))
     assert error(refused) == (403, "FORBIDDEN_REQUEST")
-    # Same key with the widget secret key: another identity, so the work happens.
-    assert confirm(client, payment_key, order_id, amount, key="k").status_code == 200
-    # Same key on another URL (cancel): another identity again.
-    resp = cancel(client, payment_key, key="k", cancelAmount=1_000)
-    assert resp.status_code == 200
-    assert resp.get_json()["status"] == "PARTIAL_CANCELED"
+    assert confirm(driver, w, idempotency_key="k").status == 200
+    resp = driver.cancel(w.payment_key, idempotency_key="k", cancelAmount=1_000)
+    assert resp.status == 200
+    assert resp.body["status"] == "PARTIAL_CANCELED"
 
 
-def test_idempotency_key_length(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    too_long = confirm(client, payment_key, order_id, amount, key="k" * 301)
+def test_idempotency_key_length(driver: SandboxDriver) -> None:
+    """Toss accepts an Idempotency-Key of up to 300 characters; longer is 400
+    INVALID_IDEMPOTENCY_KEY and nothing is done."""
+    w = driver.open_window()
+    too_long = confirm(driver, w, idempotency_key="k" * 301)
     assert error(too_long) == (400, "INVALID_IDEMPOTENCY_KEY")
-    assert error(cancel(client, payment_key, key="k" * 301)) == (400, "INVALID_IDEMPOTENCY_KEY")
-    assert get_payment(client, payment_key)["status"] == "IN_PROGRESS"
-    assert confirm(client, payment_key, order_id, amount, key="k" * 300).status_code == 200
-
-
-def test_keys_are_kept_fifteen_days(app: Flask, client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    first = confirm(client, payment_key, order_id, amount, key="kept")
-    app.extensions["sandbox"].advance(timedelta(days=15).total_seconds() - 1)
-    assert confirm(client, payment_key, order_id, amount, key="kept").get_data() == (
-        first.get_data()
-    )
-    app.extensions["sandbox"].advance(2)
-    assert error(confirm(client, payment_key, order_id, amount, key="kept")) == (
+    assert error(driver.cancel(w.payment_key, idempotency_key="k" * 301)) == (
         400,
-        "ALREADY_PROCESSED_PAYMENT",
+        "INVALID_IDEMPOTENCY_KEY",
     )
-    with app.app_context():
-        rows = list(db.session.scalars(select(SandboxIdempotencyKey)))
-    assert len(rows) == 1
-    assert "kept" not in rows[0].identity
-    assert SECRET not in rows[0].identity
+    assert status_of(driver, w.payment_key) == "IN_PROGRESS"
+    assert confirm(driver, w, idempotency_key="k" * 300).status == 200
 
 
-def test_concurrent_repeat_of_a_running_key_gets_409(app: Flask) -> None:
-    """slow_confirm holds its answer 0.6 s: the same key meanwhile gets 409 PROCESSING."""
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client, scenario="slow_confirm")
+def test_keys_are_kept_fifteen_days(
+    sandbox: Flask, client: FlaskClient, driver: SandboxDriver
+) -> None:
+    """Toss keeps an Idempotency-Key's answer 15 days; after that the key is new again. Neither
+    the key nor the secret key is stored in clear."""
+    w = driver.open_window()
+    first = confirm_raw(client, w, key="kept")
+    state(sandbox).advance(timedelta(days=15).total_seconds() - 1)
+    assert confirm_raw(client, w, key="kept").get_data() == first.get_data()
+    state(sandbox).advance(2)
+    assert error(confirm_raw(client, w, key="kept")) == (400, "ALREADY_PROCESSED_PAYMENT")
+    (row,) = rows(sandbox, SandboxIdempotencyKey)
+    assert "kept" not in row.identity
+    assert SECRET not in row.identity
+
+
+def test_concurrent_repeat_of_a_running_key_gets_409(
+    sandbox: Flask, client: FlaskClient, driver: SandboxDriver
+) -> None:
+    """Toss answers 409 IDEMPOTENT_REQUEST_PROCESSING while the first request with the key is
+    running (slow_confirm holds its answer 0.6 s); later the first answer is replayed."""
+    w = driver.open_window(scenario="slow_confirm")
     answers: dict[str, Any] = {}
 
     def first() -> None:
-        answers["first"] = confirm(app.test_client(), payment_key, order_id, amount, key="slow-key")
+        answers["first"] = confirm_raw(sandbox.test_client(), w, key="slow-key")
 
     thread = threading.Thread(target=first)
     thread.start()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # wait until the first call holds the key
-        with app.app_context():
-            held = db.session.scalar(select(SandboxIdempotencyKey.state))
-            db.session.remove()
-        if held == "PROCESSING":
+        if [r.state for r in rows(sandbox, SandboxIdempotencyKey)] == ["PROCESSING"]:
             break
         time.sleep(0.01)
-    second = confirm(app.test_client(), payment_key, order_id, amount, key="slow-key")
+    second = confirm_raw(sandbox.test_client(), w, key="slow-key")
     thread.join(10)
 
     assert error(second) == (409, "IDEMPOTENT_REQUEST_PROCESSING")
     assert answers["first"].status_code == 200
     assert answers["first"].get_json()["status"] == "DONE"
-    third = confirm(client, payment_key, order_id, amount, key="slow-key")
+    third = confirm_raw(client, w, key="slow-key")
     assert third.get_data() == answers["first"].get_data()
+
+
+def test_a_key_whose_request_died_is_free_again(sandbox: Flask, driver: SandboxDriver) -> None:
+    """A PROCESSING key whose request never finished answers 409 until its timeout, then the
+    key does the work (Toss does not keep a dead request's key busy forever)."""
+    w = driver.open_window()
+    ident = identity("orphan", SECRET, "POST", "/sandbox/v1/payments/confirm")
+    with sandbox.app_context():
+        now = state(sandbox).now()
+        sandbox_db.session.add(
+            SandboxIdempotencyKey(
+                identity=ident,
+                state="PROCESSING",
+                created_at=now,
+                expires_at=now + timedelta(days=15),
+            )
+        )
+        sandbox_db.session.commit()
+    assert error(confirm(driver, w, idempotency_key="orphan")) == (
+        409,
+        "IDEMPOTENT_REQUEST_PROCESSING",
+    )
+    state(sandbox).advance(state(sandbox).settings.idempotency_processing_timeout)
+    assert confirm(driver, w, idempotency_key="orphan").status == 200
 
 
 # -- TossPayments-Test-Code ------------------------------------------------------------------------
@@ -504,26 +563,35 @@ def test_concurrent_repeat_of_a_running_key_gets_409(app: Flask) -> None:
         ("SOME_FUTURE_CODE", 400),
     ],
 )
-def test_test_code_header_reproduces_the_error(client: FlaskClient, code: str, status: int) -> None:
-    payment_key, order_id, amount = open_payment(client)
+def test_test_code_header_reproduces_the_error(
+    client: FlaskClient, driver: SandboxDriver, code: str, status: int
+) -> None:
+    """Toss: `TossPayments-Test-Code: <CODE>` with a test key answers that error and does
+    nothing."""
+    w = driver.open_window()
     header = {"TossPayments-Test-Code": code}
-    resp = confirm(client, payment_key, order_id, amount, key="tc", headers=header)
-    assert resp.status_code == status
-    assert resp.get_json()["code"] == code
-    get = client.get(f"/sandbox/v1/payments/{payment_key}", headers={**basic(), **header})
+    resp = confirm(driver, w, idempotency_key="tc", headers=header)
+    assert (resp.status, resp.code) == (status, code)
+    get = client.get(f"/sandbox/v1/payments/{w.payment_key}", headers={**basic(), **header})
     assert get.status_code == status
-    assert get_payment(client, payment_key)["status"] == "IN_PROGRESS"  # nothing was done
-    assert confirm(client, payment_key, order_id, amount, key="tc").status_code == 200
+    assert status_of(driver, w.payment_key) == "IN_PROGRESS"
+    assert confirm(driver, w, idempotency_key="tc").status == 200
 
 
 # -- cancel ----------------------------------------------------------------------------------------
 
 
-def test_partial_then_full_cancel(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client, amount=50_000)
-    confirm(client, payment_key, order_id, amount)
-
-    partial = cancel(client, payment_key, key="refund-1", cancelAmount=12_000)
+def test_partial_then_full_cancel(client: FlaskClient, driver: SandboxDriver) -> None:
+    """Toss cancels part of a payment (PARTIAL_CANCELED, one cancels[] entry each), refuses a
+    refundableAmount that is not the balance and an amount over it, and cancels the rest."""
+    w = driver.open_window(amount=50_000)
+    confirm(driver, w)
+    path = f"/sandbox/v1/payments/{w.payment_key}/cancel"
+    partial = client.post(
+        path,
+        json={"cancelReason": "고객 요청", "cancelAmount": 12_000},
+        headers={**basic(), "Idempotency-Key": "refund-1"},
+    )
     assert partial.status_code == 200
     p = partial.get_json()
     assert (p["status"], p["balanceAmount"], p["totalAmount"]) == (
@@ -538,109 +606,137 @@ def test_partial_then_full_cancel(client: FlaskClient) -> None:
     assert c["cancelStatus"] == "DONE"
     assert c["canceledAt"].endswith("+09:00")
     assert c["transactionKey"] == p["lastTransactionKey"]
-    sample = json.loads((FIXTURES / "toss" / "payment_partial_canceled.json").read_text())
+    sample = fixture("toss/payment_partial_canceled.json")
     assert set(sample["cancels"][0]) <= set(c)
     assert (p["vat"], p["suppliedAmount"]) == (4_545, 45_455)  # from the total, as Toss
 
-    guarded = cancel(client, payment_key, cancelAmount=1_000, refundableAmount=50_000)
+    guarded = driver.cancel(w.payment_key, cancelAmount=1_000, refundableAmount=50_000)
     assert error(guarded) == (400, "NOT_MATCHES_REFUNDABLE_AMOUNT")
-    over = cancel(client, payment_key, cancelAmount=38_001)
+    over = driver.cancel(w.payment_key, cancelAmount=38_001)
     assert error(over) == (403, "NOT_CANCELABLE_AMOUNT")
 
-    rest = cancel(client, payment_key, key="refund-2", refundableAmount=38_000)
-    p = rest.get_json()
-    assert rest.status_code == 200
-    assert (p["status"], p["balanceAmount"], len(p["cancels"])) == ("CANCELED", 0, 2)
-    assert p["cancels"][1]["cancelAmount"] == 38_000
-    assert error(cancel(client, payment_key)) == (400, "ALREADY_CANCELED_PAYMENT")
-    # The replay of the first refund still answers what it answered then.
-    assert cancel(client, payment_key, key="refund-1", cancelAmount=12_000).get_data() == (
-        partial.get_data()
+    rest = driver.cancel(w.payment_key, idempotency_key="refund-2", refundableAmount=38_000)
+    assert rest.status == 200
+    assert (rest.body["status"], rest.body["balanceAmount"], len(rest.body["cancels"])) == (
+        "CANCELED",
+        0,
+        2,
     )
+    assert rest.body["cancels"][1]["cancelAmount"] == 38_000
+    assert error(driver.cancel(w.payment_key)) == (400, "ALREADY_CANCELED_PAYMENT")
+    # The replay of the first refund still answers what it answered then.
+    replay = client.post(
+        path,
+        json={"cancelReason": "고객 요청", "cancelAmount": 12_000},
+        headers={**basic(), "Idempotency-Key": "refund-1"},
+    )
+    assert replay.get_data() == partial.get_data()
 
 
 @pytest.mark.parametrize(
     "body",
     [{"cancelReason": ""}, {"cancelReason": "x" * 201}, {"cancelReason": "x", "cancelAmount": 0}],
 )
-def test_cancel_body_is_validated(client: FlaskClient, body: dict[str, Any]) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount)
-    resp = client.post(f"/sandbox/v1/payments/{payment_key}/cancel", json=body, headers=basic())
+def test_cancel_body_is_validated(
+    client: FlaskClient, driver: SandboxDriver, body: dict[str, Any]
+) -> None:
+    """Toss wants a cancelReason of 1-200 characters and a positive cancelAmount."""
+    w = driver.open_window()
+    confirm(driver, w)
+    resp = client.post(f"/sandbox/v1/payments/{w.payment_key}/cancel", json=body, headers=basic())
     assert error(resp) == (400, "INVALID_REQUEST")
 
 
-def test_cancel_of_an_unconfirmed_payment_is_refused(client: FlaskClient) -> None:
-    payment_key, _, _ = open_payment(client)
-    assert error(cancel(client, payment_key)) == (403, "NOT_CANCELABLE_PAYMENT")
+def test_cancel_of_an_unconfirmed_payment_is_refused(driver: SandboxDriver) -> None:
+    """Toss: a payment not yet confirmed is 403 NOT_CANCELABLE_PAYMENT."""
+    w = driver.open_window()
+    assert error(driver.cancel(w.payment_key)) == (403, "NOT_CANCELABLE_PAYMENT")
 
 
-def test_virtual_account_issue_deposit_and_refund(app: Flask, client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(
-        client, scenario="virtual_account", customerName="김토스", amount=32_000
-    )
-    resp = confirm(client, payment_key, order_id, amount)
-    p = resp.get_json()
+# -- virtual accounts ------------------------------------------------------------------------------
+
+
+def test_virtual_account_issue_deposit_and_refund(sandbox: Flask, driver: SandboxDriver) -> None:
+    """Toss issues a virtual account at confirm (WAITING_FOR_DEPOSIT, due in 7 days, a secret),
+    turns it DONE on deposit, and refunds a deposited account only to a refund account."""
+    w = driver.open_window(scenario="virtual_account", customerName="김토스", amount=32_000)
+    p = confirm(driver, w).body
     assert (p["status"], p["method"], p["approvedAt"]) == ("WAITING_FOR_DEPOSIT", "가상계좌", None)
     va = p["virtualAccount"]
-    sample = json.loads((FIXTURES / "toss" / "payment_waiting_for_deposit.json").read_text())
+    sample = fixture("toss/payment_waiting_for_deposit.json")
     assert set(sample["virtualAccount"]) <= set(va)
     assert re.fullmatch(r"\d{10,}", va["accountNumber"])
     assert va["bankCode"]
     assert va["customerName"] == "김토스"
     assert va["refundStatus"] == "NONE"
     assert va["expired"] is False
-    assert va["dueDate"] == "2026-11-25T10:00:00+09:00"  # three days after issue
+    assert va["dueDate"] == "2026-11-29T10:00:00+09:00"  # seven days after issue
     assert re.fullmatch(r"ps_[A-Za-z0-9]{20,}", p["secret"])
 
-    deposited = client.post(f"/sandbox/api/virtual-accounts/{order_id}/deposit")
-    assert deposited.status_code == 200
-    d = deposited.get_json()
+    deposited = driver.deposit(w.order_id)
+    assert deposited.status == 200
+    d = deposited.body
     assert d["status"] == "DONE"
     assert d["approvedAt"]
     assert d["secret"] == p["secret"]
     assert d["lastTransactionKey"] != p["lastTransactionKey"]
-    again = client.post(f"/sandbox/api/virtual-accounts/{order_id}/deposit")
-    assert again.status_code == 409
+    assert driver.deposit(w.order_id).status == 409
 
-    refused = cancel(client, payment_key, cancelAmount=2_000)
-    assert error(refused) == (400, "INVALID_REFUND_ACCOUNT_INFO")
-    bad_account = {"bank": "88", "accountNumber": "abc", "holderName": "김토스"}
-    assert error(cancel(client, payment_key, refundReceiveAccount=bad_account)) == (
+    assert error(driver.cancel(w.payment_key, cancelAmount=2_000)) == (
         400,
         "INVALID_REFUND_ACCOUNT_INFO",
     )
-    with app.app_context():
-        client_toss = app.extensions["toss"]
-        refunded = client_toss.cancel(
-            payment_key,
-            "단순 변심",
-            idempotency_key="va-refund",
-            refund_account=RefundAccount("88", "110-123-456789", "김토스"),
-        )
+    bad_account = {"bank": "88", "accountNumber": "abc", "holderName": "김토스"}
+    assert error(driver.cancel(w.payment_key, refundReceiveAccount=bad_account)) == (
+        400,
+        "INVALID_REFUND_ACCOUNT_INFO",
+    )
+    refunded = in_process_client(sandbox).cancel(
+        w.payment_key,
+        "단순 변심",
+        idempotency_key="va-refund",
+        refund_account=RefundAccount("88", "110-123-456789", "김토스"),
+    )
     assert refunded.status == "CANCELED"
     assert refunded.balance_amount == 0
     assert refunded.raw["virtualAccount"]["refundStatus"] == "COMPLETED"
 
 
-def test_virtual_account_cancelled_before_deposit_needs_no_account(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client, scenario="virtual_account")
-    confirm(client, payment_key, order_id, amount)
-    assert error(cancel(client, payment_key, cancelAmount=1_000))[1] == "NOT_CANCELABLE_AMOUNT"
-    resp = cancel(client, payment_key)
-    assert resp.status_code == 200
-    assert resp.get_json()["status"] == "CANCELED"
-    assert client.post(f"/sandbox/api/virtual-accounts/{order_id}/deposit").status_code == 409
+def test_virtual_account_cancelled_before_deposit_needs_no_account(driver: SandboxDriver) -> None:
+    """Toss cancels an unpaid virtual account only in full, without a refund account; it then
+    takes no deposit."""
+    w = driver.open_window(scenario="virtual_account")
+    confirm(driver, w)
+    assert error(driver.cancel(w.payment_key, cancelAmount=1_000))[1] == "NOT_CANCELABLE_AMOUNT"
+    resp = driver.cancel(w.payment_key)
+    assert resp.status == 200
+    assert resp.body["status"] == "CANCELED"
+    assert driver.deposit(w.order_id).status == 409
 
 
-def test_virtual_account_expires_at_its_due_date(app: Flask, client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client, scenario="virtual_account")
-    confirm(client, payment_key, order_id, amount)
-    app.extensions["sandbox"].advance(timedelta(days=3).total_seconds())
-    assert client.post(f"/sandbox/api/virtual-accounts/{order_id}/deposit").status_code == 409
-    p = get_payment(client, payment_key)
+def test_virtual_account_expires_at_its_due_date(sandbox: Flask, driver: SandboxDriver) -> None:
+    """Toss expires an unpaid virtual account at its due date (7 days by default): EXPIRED,
+    virtualAccount.expired, no deposit any more."""
+    w = driver.open_window(scenario="virtual_account")
+    confirm(driver, w)
+    state(sandbox).advance(timedelta(days=7).total_seconds() - 1)
+    assert status_of(driver, w.payment_key) == "WAITING_FOR_DEPOSIT"
+    state(sandbox).advance(1)
+    assert driver.deposit(w.order_id).status == 409
+    p = driver.get(w.payment_key).body
     assert p["status"] == "EXPIRED"
     assert p["virtualAccount"]["expired"] is True
+
+
+def test_virtual_account_days_is_a_setting(sandboxes: Callable[..., Flask]) -> None:
+    """SANDBOX_VIRTUAL_ACCOUNT_DAYS moves the due date (Toss lets a merchant choose it)."""
+    settings = SandboxSettings.load(environ={"SANDBOX_VIRTUAL_ACCOUNT_DAYS": "3"})
+    sandbox = sandboxes(virtual_account_days=settings.virtual_account_days)
+    driver = SandboxDriver.in_process(sandbox.test_client())
+    w = driver.open_window(scenario="virtual_account")
+    assert confirm(driver, w).body["virtualAccount"]["dueDate"] == "2026-11-25T10:00:00+09:00"
+    with pytest.raises(SettingsError):
+        SandboxSettings.load({"virtual_account_days": 31})
 
 
 # -- scenarios -------------------------------------------------------------------------------------
@@ -651,58 +747,75 @@ def test_virtual_account_expires_at_its_due_date(app: Flask, client: FlaskClient
     [("reject_card", "REJECT_CARD_COMPANY"), ("cancel_by_user", "PAY_PROCESS_CANCELED")],
 )
 def test_window_failures_redirect_to_fail_url(
-    client: FlaskClient, scenario: str, code: str
+    driver: SandboxDriver, scenario: str, code: str
 ) -> None:
-    body = session_body(scenario=scenario, failUrl="http://shop.test/checkout/fail?from=widget")
-    url = client.post("/sandbox/api/sessions", json=body).get_json()["redirectUrl"]
-    assert url.startswith("http://shop.test/checkout/fail?from=widget&code=")
-    assert list(query(url)) == ["from", "code", "message", "orderId"]
-    q = query(url)
-    assert q["code"] == code
-    assert q["orderId"] == body["orderId"]
-    assert q["message"]
-    lookup = client.get(f"/sandbox/v1/payments/orders/{body['orderId']}", headers=basic())
-    assert error(lookup) == (404, "NOT_FOUND_PAYMENT")
+    """Toss sends a failed window to failUrl with code, message and orderId appended to its own
+    query; no payment exists for the order."""
+    w = driver.open_window(scenario=scenario, fail_url="http://shop.test/checkout/fail?from=widget")
+    assert w.redirect_url.startswith("http://shop.test/checkout/fail?from=widget&code=")
+    assert list(w.query) == ["from", "code", "message", "orderId"]
+    assert w.code == code
+    assert w.query["orderId"] == w.order_id
+    assert w.query["message"]
+    assert w.payment_key is None
+    assert error(driver.get_by_order(w.order_id)) == (404, "NOT_FOUND_PAYMENT")
 
 
-def test_success_redirect_carries_exactly_tosss_parameters(client: FlaskClient) -> None:
-    body = session_body(amount=103_000)
-    url = client.post("/sandbox/api/sessions", json=body).get_json()["redirectUrl"]
-    assert url.startswith("http://shop.test/checkout/success?paymentType=NORMAL&orderId=")
-    q = query(url)
-    assert list(q) == ["paymentType", "orderId", "paymentKey", "amount"]
-    assert (q["orderId"], q["amount"]) == (body["orderId"], "103000")
+def test_success_redirect_carries_exactly_tosss_parameters(driver: SandboxDriver) -> None:
+    """Toss's success redirect: paymentType, orderId, paymentKey, amount, in that order."""
+    w = driver.open_window(amount=103_000)
+    assert w.redirect_url.startswith("http://shop.test/checkout/success?paymentType=NORMAL&")
+    assert list(w.query) == ["paymentType", "orderId", "paymentKey", "amount"]
+    assert (w.query["orderId"], w.query["amount"]) == (w.order_id, "103000")
 
 
-def test_insufficient_balance_is_refused_at_confirm_and_aborts(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client, scenario="insufficient_balance")
-    resp = confirm(client, payment_key, order_id, amount, key="poor")
-    assert error(resp) == (403, "REJECT_CARD_PAYMENT")
-    p = get_payment(client, payment_key)
+def test_insufficient_balance_is_refused_at_confirm_and_aborts(driver: SandboxDriver) -> None:
+    """Toss refuses a card without funds at confirm (403 REJECT_CARD_PAYMENT): the payment is
+    ABORTED with its failure, and stays refused."""
+    w = driver.open_window(scenario="insufficient_balance")
+    assert error(confirm(driver, w, idempotency_key="poor")) == (403, "REJECT_CARD_PAYMENT")
+    p = driver.get(w.payment_key).body
     assert p["status"] == "ABORTED"
     assert p["failure"]["code"] == "REJECT_CARD_PAYMENT"
-    assert error(confirm(client, payment_key, order_id, amount))[1] == "REJECT_CARD_PAYMENT"
+    assert error(confirm(driver, w))[1] == "REJECT_CARD_PAYMENT"
 
 
-def test_provider_error_fails_once_without_doing_the_work(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client, scenario="provider_error")
-    first = confirm(client, payment_key, order_id, amount, key="retry-me")
+def test_provider_error_fails_once_without_doing_the_work(driver: SandboxDriver) -> None:
+    """Toss: a 5xx did nothing and is not replayed; the retry with the same key does the work."""
+    w = driver.open_window(scenario="provider_error")
+    first = confirm(driver, w, idempotency_key="retry-me")
     assert error(first) == (500, "FAILED_PAYMENT_INTERNAL_SYSTEM_PROCESSING")
-    assert get_payment(client, payment_key)["status"] == "IN_PROGRESS"
-    retry = confirm(client, payment_key, order_id, amount, key="retry-me")  # same key: not replayed
-    assert retry.status_code == 200
-    assert retry.get_json()["status"] == "DONE"
-    view = client.get(f"/sandbox/api/payments/{payment_key}").get_json()
-    assert view["sandbox"]["confirmRequests"] == 2
+    assert status_of(driver, w.payment_key) == "IN_PROGRESS"
+    retry = confirm(driver, w, idempotency_key="retry-me")
+    assert retry.status == 200
+    assert retry.body["status"] == "DONE"
+    assert driver.payment(w.payment_key)["sandbox"]["confirmRequests"] == 2
 
 
-def test_slow_confirm_is_done_before_it_answers(app: Flask, client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client, scenario="slow_confirm")
-    app.config["SANDBOX_SLOW_CONFIRM_SECONDS"] = 0.2
+def test_slow_confirm_is_done_before_it_answers(sandboxes: Callable[..., Flask]) -> None:
+    """slow_confirm: the payment is DONE (and visible) while its answer is still held."""
+    sandbox = sandboxes(slow_confirm_seconds=0.3)
+    driver = SandboxDriver.in_process(sandbox.test_client())
+    w = driver.open_window(scenario="slow_confirm")
+    seen: list[str] = []
+
+    def look() -> None:
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            status = SandboxDriver.in_process(sandbox.test_client()).get(w.payment_key)
+            if status.body["status"] == "DONE":
+                seen.append(status.body["status"])
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=look)
+    watcher.start()
     started = time.monotonic()
-    resp = confirm(client, payment_key, order_id, amount)
-    assert time.monotonic() - started >= 0.2
-    assert resp.get_json()["status"] == "DONE"
+    resp = confirm(driver, w)
+    held = time.monotonic() - started
+    watcher.join(10)
+    assert held >= 0.3
+    assert resp.body["status"] == "DONE"
+    assert seen == ["DONE"]
 
 
 # -- test helpers ----------------------------------------------------------------------------------
@@ -717,6 +830,7 @@ def _invalid_cases() -> list[Any]:
 def test_sessions_helper_validates_field_rules(
     client: FlaskClient, patch: dict[str, Any], expected: tuple[int, str]
 ) -> None:
+    """A payment request that breaks Toss's field rules is refused as Toss refuses it."""
     body = session_body(amount=10_000)
     body.update(patch)
     body = {k: v for k, v in body.items() if v is not None}
@@ -724,6 +838,8 @@ def test_sessions_helper_validates_field_rules(
 
 
 def test_sessions_helper_accepts_the_edges(client: FlaskClient) -> None:
+    """The edges of Toss's field rules are accepted (6- and 64-character orderIds, 100-character
+    orderName, the minimum amounts, Korean method names, the anonymous customerKey)."""
     for patch in (
         {"orderId": "a" * 6},
         {"orderId": "A-z_09" * 10 + "abcd"},
@@ -739,28 +855,26 @@ def test_sessions_helper_accepts_the_edges(client: FlaskClient) -> None:
     assert error(client.post("/sandbox/api/sessions", data="x"))[0] == 400
 
 
-def test_every_confirm_request_counts_once_whatever_its_answer(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    forced = confirm(
-        client, payment_key, order_id, amount, headers={"TossPayments-Test-Code": "FDS_ERROR"}
-    )
+def test_every_confirm_request_counts_once_whatever_its_answer(driver: SandboxDriver) -> None:
+    w = driver.open_window()
+    forced = confirm(driver, w, headers={"TossPayments-Test-Code": "FDS_ERROR"})
     assert error(forced)[1] == "FDS_ERROR"
-    assert confirm(client, payment_key, order_id, amount, key="k1").status_code == 200
-    again = confirm(client, payment_key, order_id, amount, key="k2")
-    assert error(again) == (400, "ALREADY_PROCESSED_PAYMENT")
-    replay = confirm(client, payment_key, order_id, amount, key="k1")
-    assert replay.status_code == 200
-    view = client.get(f"/sandbox/api/payments/{payment_key}").get_json()
+    assert confirm(driver, w, idempotency_key="k1").status == 200
+    assert error(confirm(driver, w, idempotency_key="k2")) == (400, "ALREADY_PROCESSED_PAYMENT")
+    assert confirm(driver, w, idempotency_key="k1").status == 200  # replayed
+    view = driver.payment(w.payment_key)
     assert view["status"] == "DONE"
     assert view["sandbox"]["confirmRequests"] == 4
 
 
-def test_sandbox_view_counts_confirms_and_webhooks(app: Flask, client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount + 1)
-    confirm(client, payment_key, order_id, amount, key="a")
-    confirm(client, payment_key, order_id, amount, key="a")
-    view = client.get(f"/sandbox/api/payments/{payment_key}")  # no auth needed
+def test_sandbox_view_counts_confirms_and_webhooks(
+    client: FlaskClient, driver: SandboxDriver
+) -> None:
+    w = driver.open_window()
+    driver.confirm(w.payment_key, w.order_id, w.amount + 1)
+    confirm(driver, w, idempotency_key="a")
+    confirm(driver, w, idempotency_key="a")
+    view = client.get(f"/sandbox/api/payments/{w.payment_key}")  # no auth needed
     assert view.status_code == 200
     data = view.get_json()
     assert data["status"] == "DONE"
@@ -770,69 +884,61 @@ def test_sandbox_view_counts_confirms_and_webhooks(app: Flask, client: FlaskClie
     assert client.get("/sandbox/api/payments/tvivaNOPE").status_code == 404
 
 
-def test_expire_helper(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    resp = client.post(f"/sandbox/api/payments/{payment_key}/expire")
-    assert resp.status_code == 200
-    assert resp.get_json()["status"] == "EXPIRED"
-    assert error(confirm(client, payment_key, order_id, amount)) == (
-        404,
-        "NOT_FOUND_PAYMENT_SESSION",
-    )
-    va_key, va_order, va_amount = open_payment(client, scenario="virtual_account")
-    confirm(client, va_key, va_order, va_amount)
-    expired = client.post(f"/sandbox/api/payments/{va_key}/expire").get_json()
-    assert expired["status"] == "EXPIRED"
-    assert expired["virtualAccount"]["expired"] is True
-    done_key, done_order, done_amount = open_payment(client)
-    confirm(client, done_key, done_order, done_amount)
-    assert client.post(f"/sandbox/api/payments/{done_key}/expire").status_code == 409
-    assert client.post("/sandbox/api/payments/tvivaNOPE/expire").status_code == 404
+def test_expire_helper(driver: SandboxDriver) -> None:
+    w = driver.open_window()
+    expired = driver.expire(w.payment_key)
+    assert (expired.status, expired.body["status"]) == (200, "EXPIRED")
+    assert error(confirm(driver, w)) == (404, "NOT_FOUND_PAYMENT_SESSION")
+
+    va = driver.open_window(scenario="virtual_account")
+    confirm(driver, va)
+    expired = driver.expire(va.payment_key)
+    assert expired.body["status"] == "EXPIRED"
+    assert expired.body["virtualAccount"]["expired"] is True
+
+    done = driver.open_window()
+    confirm(driver, done)
+    assert driver.expire(done.payment_key).status == 409
+    assert driver.expire("tvivaNOPE").status == 404
 
 
-def test_deposit_helper_refuses_what_is_not_a_waiting_account(client: FlaskClient) -> None:
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount)
-    assert client.post(f"/sandbox/api/virtual-accounts/{order_id}/deposit").status_code == 409
-    assert client.post("/sandbox/api/virtual-accounts/order-nope/deposit").status_code == 404
+def test_deposit_helper_refuses_what_is_not_a_waiting_account(driver: SandboxDriver) -> None:
+    w = driver.open_window()
+    confirm(driver, w)
+    assert driver.deposit(w.order_id).status == 409
+    assert driver.deposit("order-nope").status == 404
 
 
-def test_state_lives_in_the_database(database_url: str) -> None:
-    """Two app instances on one database (two gunicorn workers) see one sandbox."""
-    one = sandbox_app(database_url)
-    two = sandbox_app(database_url)
-    try:
-        payment_key, order_id, amount = open_payment(one.test_client())
-        assert confirm(two.test_client(), payment_key, order_id, amount).status_code == 200
-        assert get_payment(one.test_client(), payment_key)["status"] == "DONE"
-    finally:
-        dispose(one)
-        dispose(two)
+def test_state_lives_in_the_database(sandboxes: Callable[..., Flask]) -> None:
+    """Two sandbox processes on one database (two server workers) are one sandbox."""
+    one = SandboxDriver.in_process(sandboxes().test_client())
+    two = SandboxDriver.in_process(sandboxes().test_client())
+    w = one.open_window()
+    assert confirm(two, w).status == 200
+    assert status_of(one, w.payment_key) == "DONE"
 
 
-def test_refuses_to_load_in_production() -> None:
-    app = Flask(__name__)
-    app.config["APP_ENV"] = "production"
-    with pytest.raises(ConfigError, match="production"):
-        init_app(app)
-    assert "sandbox" not in app.extensions
+def test_refuses_to_run_in_production(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    with pytest.raises(SettingsError, match="production"):
+        create_app(SandboxSettings(database_url=f"sqlite:///{tmp_path / 's.sqlite3'}"))
 
 
 # -- the real TossClient against the sandbox -------------------------------------------------------
 
 
-def _exercise_client(
-    toss: TossClient, client: FlaskClient, peek: Callable[[str], dict[str, Any]]
-) -> None:
-    payment_key, order_id, amount = open_payment(client, amount=48_000)
-    done = toss.confirm(payment_key, order_id, amount, idempotency_key=f"c-{order_id}")
+def _exercise_client(toss: TossClient, driver: SandboxDriver) -> None:
+    """The shop's Toss client against the sandbox: confirm, lookups, partial and full cancel, a
+    refused cancel, a retried 5xx, a 404."""
+    w = driver.open_window(amount=48_000)
+    done = toss.confirm(w.payment_key, w.order_id, w.amount, idempotency_key=f"c-{w.order_id}")
     assert (done.status, done.total_amount, done.method) == ("DONE", 48_000, "카드")
     assert done.card is not None
     assert done.receipt_url
-    assert toss.get_payment(payment_key).status == "DONE"
-    assert toss.get_payment_by_order(order_id).payment_key == payment_key
+    assert toss.get_payment(w.payment_key).status == "DONE"
+    assert toss.get_payment_by_order(w.order_id).payment_key == w.payment_key
     part = toss.cancel(
-        payment_key,
+        w.payment_key,
         "부분 환불",
         idempotency_key="r-1",
         cancel_amount=8_000,
@@ -840,16 +946,16 @@ def _exercise_client(
     )
     assert (part.status, part.balance_amount, len(part.cancels)) == ("PARTIAL_CANCELED", 40_000, 1)
     with pytest.raises(TossError) as exc:
-        toss.cancel(payment_key, "다시", idempotency_key="r-2", refundable_amount=48_000)
+        toss.cancel(w.payment_key, "다시", idempotency_key="r-2", refundable_amount=48_000)
     assert exc.value.code == "NOT_MATCHES_REFUNDABLE_AMOUNT"
     assert not exc.value.retryable
-    full = toss.cancel(payment_key, "전액", idempotency_key="r-3")
+    full = toss.cancel(w.payment_key, "전액", idempotency_key="r-3")
     assert (full.status, full.balance_amount) == ("CANCELED", 0)
 
-    flaky_key, flaky_order, flaky_amount = open_payment(client, scenario="provider_error")
-    flaky = toss.confirm(flaky_key, flaky_order, flaky_amount, idempotency_key="flaky")
-    assert flaky.status == "DONE"
-    assert peek(flaky_key)["sandbox"]["confirmRequests"] == 2  # retried once, same key
+    flaky = driver.open_window(scenario="provider_error")
+    paid = toss.confirm(flaky.payment_key, flaky.order_id, flaky.amount, idempotency_key="flaky")
+    assert paid.status == "DONE"
+    assert driver.payment(flaky.payment_key)["sandbox"]["confirmRequests"] == 2  # one retry
 
     with pytest.raises(TossError) as exc:
         toss.get_payment("tvivaDOESNOTEXIST000000000")
@@ -857,31 +963,36 @@ def _exercise_client(
     assert exc.value.http_status == 404
 
 
-def test_toss_client_in_process(app: Flask, client: FlaskClient) -> None:
-    with app.app_context():
-        toss: TossClient = app.extensions["toss"]
-        assert toss.api_base == "http://toss-sandbox.internal/sandbox"
-        _exercise_client(
-            toss, client, lambda k: client.get(f"/sandbox/api/payments/{k}").get_json()
-        )
+def test_toss_client_in_process(database_url: str) -> None:
+    """The shop with the sandbox mounted: its own Toss client reaches the sandbox without a
+    socket, and the in-process transport honours the read timeout like a socket."""
+    app = sandbox_app(database_url)
+    try:
+        driver = SandboxDriver.in_process(app.test_client())
+        with app.app_context():
+            toss = shop_toss.client
+            assert toss.api_base == f"{INPROCESS_TOSS}/sandbox"
+            _exercise_client(toss, driver)
 
-        slow_key, slow_order, slow_amount = open_payment(client, scenario="slow_confirm")
-        # Same in-process transport; it honours the read timeout like a socket.
-        quick = TossClient(
-            SECRET, toss.api_base, read_timeout=0.2, max_retries=0, session=toss.session
-        )
-        with pytest.raises(TossNetworkError) as exc:
-            quick.confirm(slow_key, slow_order, slow_amount, idempotency_key="slow")
-    assert exc.value.code == "READ_TIMEOUT"
-    assert exc.value.outcome_unknown
-    assert get_payment(client, slow_key)["status"] == "DONE"
-    time.sleep(0.6)  # let the slow answer finish before the database goes away
+            slow = driver.open_window(scenario="slow_confirm")
+            quick = TossClient(
+                SECRET, toss.api_base, read_timeout=0.2, max_retries=0, session=toss.session
+            )
+            with pytest.raises(TossNetworkError) as exc:
+                quick.confirm(slow.payment_key, slow.order_id, slow.amount, idempotency_key="slow")
+        assert exc.value.code == "READ_TIMEOUT"
+        assert exc.value.outcome_unknown
+        # The payment went through anyway (Toss's outcome is unknown, not failed).
+        assert status_of(driver, slow.payment_key) == "DONE"
+        wait_until_answered(app.extensions["sandbox_app"])
+    finally:
+        dispose(app)
 
 
 @pytest.fixture
-def live_sandbox(app: Flask) -> Iterator[str]:
-    """The sandbox app on a loopback port, as another process would reach it."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def live_sandbox(sandbox: Flask) -> Iterator[str]:
+    """The sandbox alone on a loopback port, as another process reaches it."""
+    server = make_server("127.0.0.1", 0, sandbox, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
@@ -889,29 +1000,31 @@ def live_sandbox(app: Flask) -> Iterator[str]:
     thread.join(5)
 
 
-def test_toss_client_over_http(live_sandbox: str, client: FlaskClient) -> None:
+def test_toss_client_over_http(sandbox: Flask, live_sandbox: str) -> None:
+    """The shop's Toss client against a sandbox over HTTP, a read timeout settled by a lookup by
+    orderId, and Toss's 401 for a key that is not the merchant's."""
     toss = TossClient(SECRET, f"{live_sandbox}/sandbox", backoff=0, max_retries=2)
-    _exercise_client(toss, client, lambda k: client.get(f"/sandbox/api/payments/{k}").get_json())
+    driver = SandboxDriver.over_http(live_sandbox)
+    _exercise_client(toss, driver)
 
-    slow_key, slow_order, slow_amount = open_payment(client, scenario="slow_confirm")
+    slow = driver.open_window(scenario="slow_confirm")
     quick = TossClient(SECRET, f"{live_sandbox}/sandbox", read_timeout=0.3, max_retries=0)
     with pytest.raises(TossNetworkError) as exc:
-        quick.confirm(slow_key, slow_order, slow_amount, idempotency_key="slow-http")
+        quick.confirm(slow.payment_key, slow.order_id, slow.amount, idempotency_key="slow-http")
     assert exc.value.code == "READ_TIMEOUT"
     assert exc.value.outcome_unknown
     # The payment went through anyway: a lookup by orderId settles it.
-    assert toss.get_payment_by_order(slow_order).status == "DONE"
-    time.sleep(0.5)
+    assert toss.get_payment_by_order(slow.order_id).status == "DONE"
+    wait_until_answered(sandbox)
 
     wrong = TossClient("test_gsk_not_ours", f"{live_sandbox}/sandbox", max_retries=0)
     with pytest.raises(TossError) as exc:
-        wrong.get_payment(slow_key)
+        wrong.get_payment(slow.payment_key)
     assert (exc.value.code, exc.value.http_status) == ("UNAUTHORIZED_KEY", 401)
 
 
 def test_sandbox_ids_are_uniform_over_their_alphabet() -> None:
-    from payments.sandbox.core import _random, digits, new_payment_key
-
+    """Ids are drawn uniformly from their alphabet (no modulo bias), shaped like Toss's."""
     sample = "".join(_random("abc", 30) for _ in range(2000))
     counts = {ch: sample.count(ch) for ch in "abc"}
     assert set(sample) == {"a", "b", "c"}

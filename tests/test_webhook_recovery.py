@@ -19,24 +19,29 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
+from payments.core.models import WebhookEvent
 from payments.extensions import db
-from payments.core.models import AuditEntry, Order, WebhookEvent
+from payments.shop.catalog import seed_catalog
 from payments.webhooks.worker import run_once
-from tests.helpers import CONFIRM_URL, SECRET_KEY, TOSS, make_app, payment_json
+from tests.helpers import (
+    CONFIRM_URL,
+    SECRET_KEY,
+    TOSS,
+    Shopper,
+    dispose,
+    get_order,
+    make_app,
+    payment_json,
+    race,
+    success_url,
+    transitions,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def paid_transitions(app: Flask, order_id: str) -> int:
-    with app.app_context():
-        order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        return int(
-            db.session.scalar(
-                db.select(db.func.count())
-                .select_from(AuditEntry)
-                .filter_by(order_pk=order.id, to_status="PAID")
-            )
-        )
+    return [dst for _src, dst, _source in transitions(app, order_id)].count("PAID")
 
 
 def status_changed(
@@ -149,14 +154,10 @@ def test_worker_killed_mid_event_is_processed_once_after_restart(
 ) -> None:
     app = make_app(database_url)
     with app.app_context():
-        from payments.shop.catalog import seed_catalog
-
         seed_catalog()
     client = app.test_client()
-    client.post("/cart", data={"product_id": "1", "quantity": "1"})
-    order_id = client.post("/orders").headers["Location"].rsplit("/", 1)[-1]
-    with app.app_context():
-        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
+    order_id = Shopper(app, client).place_order()
+    amount = get_order(app, order_id).amount
     answer = payment_json(order_id, amount, "tpk_killed_0001")
     fake = slow_toss(answer)
     toss.add_passthru(fake.base)
@@ -178,10 +179,7 @@ def test_worker_killed_mid_event_is_processed_once_after_restart(
     with app.app_context():
         event = db.session.scalars(db.select(WebhookEvent)).one()
         assert event.status == "PROCESSING"  # held by a dead worker until its lease ends
-        assert (
-            db.session.execute(db.select(Order.status).filter_by(order_id=order_id)).scalar()
-            == "PENDING"
-        )
+    assert get_order(app, order_id).status == "PENDING"
 
     second = worker_process(database_url, fake.base)
     try:
@@ -201,12 +199,10 @@ def test_worker_killed_mid_event_is_processed_once_after_restart(
     with app.app_context():
         event = db.session.scalars(db.select(WebhookEvent)).one()
         assert (event.status, event.attempts) == ("DONE", 2)
-        status = db.session.execute(db.select(Order.status).filter_by(order_id=order_id)).scalar()
-        assert status == "PAID"
+    assert get_order(app, order_id).status == "PAID"
     assert paid_transitions(app, order_id) == 1
     assert fake.lookups == 2
-    with app.app_context():
-        db.engine.dispose()
+    dispose(app)
 
 
 @pytest.mark.parametrize("round_", range(4))
@@ -218,40 +214,27 @@ def test_success_redirect_and_webhook_race_to_one_paid_transition(
     round_: int,
 ) -> None:
     order_id = place_order()
-    with app.app_context():
-        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
+    amount = get_order(app, order_id).amount
     key = f"tpk_race_{round_:04d}"
     toss.post(CONFIRM_URL, json=payment_json(order_id, amount, key))
     toss.get(f"{TOSS}/v1/payments/{key}", json=payment_json(order_id, amount, key))
     raw, headers = status_changed(order_id, amount, key, f"whtrans_race_{round_}")
-    barrier = threading.Barrier(2)
-    results: dict[str, Any] = {}
+    hook_client = app.test_client()
 
-    def redirect() -> None:
-        barrier.wait()
-        results["redirect"] = client.get(
-            f"/checkout/success?paymentType=NORMAL&orderId={order_id}&paymentKey={key}&amount={amount}"
-        ).status_code
+    def redirect() -> dict[str, int]:
+        return {"redirect": client.get(success_url(order_id, key, amount)).status_code}
 
-    def webhook() -> None:
-        hook_client = app.test_client()
-        barrier.wait()
-        results["ack"] = hook_client.post(
-            "/api/payment/webhook", data=raw, headers=headers
-        ).status_code
+    def webhook() -> dict[str, int]:
+        ack = hook_client.post("/api/payment/webhook", data=raw, headers=headers).status_code
         with app.app_context():
-            results["processed"] = run_once("race-worker")
+            return {"ack": ack, "processed": run_once("race-worker")}
 
-    threads = [threading.Thread(target=redirect), threading.Thread(target=webhook)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    paid, hooked = race([redirect, webhook])
+    results = {**paid, **hooked}
 
     assert results == {"redirect": 303, "ack": 200, "processed": 1}
     assert paid_transitions(app, order_id) == 1
+    assert get_order(app, order_id).status == "PAID"
     with app.app_context():
-        status = db.session.execute(db.select(Order.status).filter_by(order_id=order_id)).scalar()
-        assert status == "PAID"
         events = db.session.execute(db.select(WebhookEvent.status, WebhookEvent.last_error)).all()
         assert [tuple(e) for e in events] == [("DONE", None)]

@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
+import payments.webhooks.inbox
 import payments.webhooks.worker as webhooks
 from payments.core.clock import utcnow
 from payments.core.models import Order, Payment, WebhookEvent
@@ -872,6 +873,8 @@ def test_toss_outage_backs_off_then_parks_failed_and_replay_by_id_recovers(
 ) -> None:
     issue_virtual_account(app, toss, order)
     clock = Clock()
+    # The inbox dates an event's first attempt, the worker every later one.
+    monkeypatch.setattr(payments.webhooks.inbox, "utcnow", clock)
     monkeypatch.setattr(webhooks, "utcnow", clock)
     toss_error(toss, by_key(VA_PK), 500, "FAILED_INTERNAL_SYSTEM_PROCESSING")
     post(client, status_changed(order.order_id, order.amount, VA_PK))
