@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -22,7 +27,9 @@ from sqlalchemy import select
 from payments import create_app
 from payments.core.models import AuditEntry, Order, Product
 from payments.extensions import db
-from payments.sandbox import Clock, SandboxState, state
+from payments.sandbox import Clock, SandboxSettings, SandboxState, state
+from payments.sandbox import create_app as create_sandbox_app
+from payments.sandbox.db import db as sandbox_db
 from payments.sandbox.testing import SandboxDriver
 
 T = TypeVar("T")
@@ -89,22 +96,82 @@ def sandbox_app(
     return make_app(database_url, **config)
 
 
+def sandbox_alone(database_url: str, **settings: Any) -> Flask:
+    """The sandbox on its own (no shop) on `database_url`, its clock frozen at START and its
+    sender off unless `settings` (by field name) say otherwise."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "clock": Clock(start=START),
+        "webhooks_enabled": False,
+        "slow_confirm_seconds": 0.6,
+        **settings,
+    }
+    return create_sandbox_app(SandboxSettings(**values))
+
+
 def sandbox_of(app: Flask) -> SandboxState:
     """The in-process sandbox of a shop built by `sandbox_app`: its settings, clock, sender."""
     return state(app.extensions["sandbox_app"])
 
 
-def dispose(app: Flask) -> None:
-    """Stop the app's background threads and close its connections."""
-    if "sandbox_app" in app.extensions:
-        sandbox_of(app).sender.stop()
-        with app.extensions["sandbox_app"].app_context():
-            from payments.sandbox.db import db as sandbox_db
+def sandbox_rows(sandbox: Flask, model: Any) -> list[Any]:
+    """Every row of a sandbox table (detached), oldest first."""
+    with sandbox.app_context():
+        found = list(sandbox_db.session.scalars(select(model).order_by(model.id)))
+        sandbox_db.session.expunge_all()
+        return found
 
-            sandbox_db.engine.dispose()
+
+def dispose(app: Flask) -> None:
+    """Stop the app's background threads and close its connections (a shop, with its mounted
+    sandbox if any, or a sandbox alone)."""
+    if "toss_sandbox" in app.extensions:
+        _close_sandbox(app)
+        return
+    if "sandbox_app" in app.extensions:
+        _close_sandbox(app.extensions["sandbox_app"])
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+def _close_sandbox(sandbox: Flask) -> None:
+    state(sandbox).sender.stop()
+    with sandbox.app_context():
+        sandbox_db.session.remove()
+        sandbox_db.engine.dispose()
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def console_script(name: str, module: str) -> list[str]:
+    """A console script of this environment (e.g. toss-sandbox), else `python -m <module>`."""
+    script = Path(sys.executable).parent / name
+    return [str(script)] if script.exists() else [sys.executable, "-m", module]
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until `url` answers 200; fails with the process's log if it exits or never answers."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"{url}: the process exited ({proc.returncode}):\n{log.read_text()}"
+            )
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer:\n{log.read_text()}")
 
 
 # -- a shopper -------------------------------------------------------------------------------------

@@ -15,21 +15,32 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
 import pytest
 import responses
 from flask import Flask
 
 from payments.checkout.confirm import confirm_idempotency_key
-from payments.shop.catalog import seed_catalog
+from payments.core.models import AuditEntry, Order, Payment, WebhookEvent
 from payments.extensions import db
-from payments.core.models import AuditEntry, Order, Payment, Product, WebhookEvent
+from payments.sandbox.testing import SandboxDriver
+from payments.shop.catalog import seed_catalog
 from payments.webhooks.worker import run_once
-from tests.helpers import CLIENT_KEY, CONFIRM_URL, TOSS, make_app, payment_json
+from tests.helpers import (
+    CONFIRM_URL,
+    TOSS,
+    Shopper,
+    dispose,
+    get_order,
+    make_app,
+    payment_json,
+    race,
+    sandbox_app,
+    success_url,
+    transitions,
+)
 
-T = TypeVar("T")
 DOORS = ("success", "verify", "confirm", "second_tab")
 LOOKUP_BY_ORDER = re.compile(re.escape(TOSS) + r"/v1/payments/orders/([^/]+)$")
 LOOKUP_BY_KEY = re.compile(re.escape(TOSS) + r"/v1/payments/([^/]+)$")
@@ -145,17 +156,8 @@ class Shop:
 
     def place_order(self) -> tuple[str, int]:
         """The shopper fills the cart and orders; (orderId, amount)."""
-        with self.app.app_context():
-            ids = [p.id for p in db.session.scalars(db.select(Product).order_by(Product.id))]
-        for product_id, qty in ((ids[0], 2), (ids[1], 1)):
-            resp = self.shopper.post(
-                "/cart", data={"action": "add", "product_id": product_id, "quantity": qty}
-            )
-            assert resp.status_code == 303
-        resp = self.shopper.post("/orders")
-        assert resp.status_code == 303
-        order_id = resp.headers["Location"].rsplit("/", 1)[-1]
-        return order_id, order(self.app, order_id).amount
+        order_id = Shopper(self.app, self.shopper).place_order()
+        return order_id, get_order(self.app, order_id).amount
 
     def authenticate(self, order_id: str, amount: int, scenario: str = "approve") -> str:
         """The shopper finishes Toss's payment window; the paymentKey of the success redirect.
@@ -167,25 +169,22 @@ class Shop:
             if scenario == "slow_confirm":
                 self.fake.answer_delay = SLOW_ANSWER
             return pk
-        with self.app.app_context():
-            name = order(self.app, order_id).order_name
-        resp = self.app.test_client().post(
-            "/sandbox/api/sessions",
-            json={
-                "clientKey": CLIENT_KEY,
-                "orderId": order_id,
-                "orderName": name,
-                "amount": amount,
-                "successUrl": "http://localhost/checkout/success",
-                "failUrl": "http://localhost/checkout/fail",
-                "method": "카드",
-                "scenario": scenario,
-            },
+        window = self.sandbox().open_window(
+            order_id,
+            amount,
+            scenario=scenario,
+            order_name=get_order(self.app, order_id).order_name,
+            method="카드",
+            success_url="http://localhost/checkout/success",
+            fail_url="http://localhost/checkout/fail",
         )
-        assert resp.status_code == 200, resp.get_data(as_text=True)
-        query = parse_qs(urlsplit(resp.get_json()["redirectUrl"]).query)
-        assert query["orderId"] == [order_id]
-        return query["paymentKey"][0]
+        assert window.query["orderId"] == order_id
+        assert window.payment_key is not None, window
+        return window.payment_key
+
+    def sandbox(self) -> SandboxDriver:
+        assert self.fake is None
+        return SandboxDriver.in_process(self.app.test_client())
 
     def confirm_requests(self, payment_key: str) -> int:
         """How many confirm requests for this payment reached Toss."""
@@ -194,11 +193,7 @@ class Shop:
         return int(self.toss_view(payment_key)["sandbox"]["confirmRequests"])
 
     def toss_view(self, payment_key: str) -> dict[str, Any]:
-        assert self.fake is None
-        resp = self.app.test_client().get(f"/sandbox/api/payments/{payment_key}")
-        assert resp.status_code == 200
-        body: dict[str, Any] = resp.get_json()
-        return body
+        return self.sandbox().payment(payment_key)
 
 
 @pytest.fixture(params=["responses", "sandbox"])
@@ -209,35 +204,19 @@ def shop(
         app = make_app(database_url)
         fake: FakeToss | None = FakeToss(toss)
     else:
-        app = make_app(
-            database_url,
-            TOSS_CLIENT_KEY="",
-            TOSS_SECRET_KEY="",
-            TOSS_SANDBOX="1",
-            TOSS_API_BASE="",
-            SANDBOX_WEBHOOKS_ENABLED=False,
-            SANDBOX_SLOW_CONFIRM_SECONDS=SLOW_ANSWER,
-        )
+        app = sandbox_app(database_url, sandbox={"slow_confirm_seconds": SLOW_ANSWER})
         fake = None
     with app.app_context():
         seed_catalog()
     yield Shop(app, fake)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    dispose(app)
 
 
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def order(app: Flask, order_id: str) -> Order:
-    with app.app_context():
-        found = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        db.session.expunge(found)
-        return found
-
-
-def audit(app: Flask, order_id: str) -> list[AuditEntry]:
+def audit_rows(app: Flask, order_id: str) -> list[AuditEntry]:
+    """The order's audit rows themselves (every column), oldest first."""
     with app.app_context():
         pk = db.session.execute(db.select(Order.id).filter_by(order_id=order_id)).scalar_one()
         rows = list(
@@ -248,7 +227,7 @@ def audit(app: Flask, order_id: str) -> list[AuditEntry]:
 
 
 def transitions_to(app: Flask, order_id: str, status: str) -> int:
-    return sum(1 for a in audit(app, order_id) if a.event == "transition" and a.to_status == status)
+    return [dst for _src, dst, _source in transitions(app, order_id)].count(status)
 
 
 def payment_rows(app: Flask) -> list[tuple[str, str, int]]:
@@ -260,32 +239,6 @@ def payment_rows(app: Flask) -> list[tuple[str, str, int]]:
             )
         ).all()
         return [tuple(r) for r in rows]  # type: ignore[misc]
-
-
-def run_together(calls: list[Callable[[], T]]) -> list[T]:
-    """Run every call in its own thread, released at once by a barrier; their results in order.
-
-    An exception in any thread fails the test (after all threads finished)."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(30)
-            results[i] = calls[i]()
-        except BaseException as exc:  # noqa: BLE001 — handed to the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads), "a thread is stuck"
-    if errors:
-        raise errors[0]
-    return results
 
 
 @dataclass(frozen=True)
@@ -304,12 +257,11 @@ def door(shop: Shop, name: str, order_id: str, amount: int, pk: str) -> Callable
         cookie = shop.shopper.get_cookie("session")
         assert cookie is not None
         client.set_cookie("session", cookie.value)
-    query = f"paymentType=NORMAL&orderId={order_id}&paymentKey={pk}&amount={amount}"
     body = {"paymentKey": pk, "orderId": order_id, "amount": amount}
 
     def call() -> Answer:
         if name in ("success", "second_tab"):
-            resp = client.get(f"/checkout/success?{query}")
+            resp = client.get(success_url(order_id, pk, amount))
         else:
             resp = client.post(f"/api/payment/{name}", json=body)
         data = resp.get_json(silent=True) or {}
@@ -349,7 +301,7 @@ def test_64_concurrent_confirmations_through_every_door_confirm_once(shop: Shop)
     pk = shop.authenticate(order_id, amount)
     calls = [door(shop, DOORS[i % len(DOORS)], order_id, amount, pk) for i in range(64)]
 
-    answers = run_together(calls)
+    answers = race(calls)
 
     assert_acceptable(answers, order_id)
     seen = figures(answers)
@@ -361,7 +313,7 @@ def test_64_concurrent_confirmations_through_every_door_confirm_once(shop: Shop)
     else:
         view = shop.toss_view(pk)
         assert (view["status"], view["orderId"], view["totalAmount"]) == ("DONE", order_id, amount)
-    assert order(shop.app, order_id).status == "PAID"
+    assert get_order(shop.app, order_id).status == "PAID"
     assert payment_rows(shop.app) == [(pk, order_id, amount)]
     assert transitions_to(shop.app, order_id, "CONFIRMING") == 1
     assert transitions_to(shop.app, order_id, "PAID") == 1
@@ -410,7 +362,7 @@ def test_redirect_verify_and_webhook_race_to_one_paid_transition(
             db.session.remove()
         return ack, processed
 
-    redirect, verify, hook = run_together(
+    redirect, verify, hook = race(
         [
             door(shop, "success", order_id, amount, pk),
             door(shop, "verify", order_id, amount, pk),
@@ -421,13 +373,13 @@ def test_redirect_verify_and_webhook_race_to_one_paid_transition(
     assert_acceptable([redirect, verify], order_id)
     assert hook == (200, 1)
     assert shop.confirm_requests(pk) == 1
-    assert order(shop.app, order_id).status == "PAID"
+    assert get_order(shop.app, order_id).status == "PAID"
     assert transitions_to(shop.app, order_id, "PAID") == 1
     assert payment_rows(shop.app) == [(pk, order_id, amount)]
     with shop.app.app_context():
         events = db.session.execute(db.select(WebhookEvent.status, WebhookEvent.result)).all()
     assert [e[0] for e in events] == ["DONE"]
-    sources = [a.source for a in audit(shop.app, order_id) if a.to_status == "PAID"]
+    sources = [source for _src, dst, source in transitions(shop.app, order_id) if dst == "PAID"]
     print(f"\n[{shop.kind}] {scenario} +{webhook_delay}s: {redirect.status} {verify.status}")
     print(f"  event {events[0][1]!r}; PAID moved by {sources}")
 
@@ -447,32 +399,32 @@ def test_two_orders_from_one_cart_paid_concurrently_stay_apart(shop: Shop) -> No
         for oid in (first, second)
     ]
 
-    answers = run_together(calls)
+    answers = race(calls)
 
     print(f"\n[{shop.kind}] two orders x16 doors: {dict(figures(answers))}")
     for i, a in enumerate(answers):
         assert_acceptable([a], first if i % 2 == 0 else second)
     for oid in (first, second):
-        assert order(shop.app, oid).status == "PAID"
+        assert get_order(shop.app, oid).status == "PAID"
         assert shop.confirm_requests(keys[oid]) == 1
         assert transitions_to(shop.app, oid, "PAID") == 1
     assert sorted(payment_rows(shop.app)) == sorted(
         [(keys[first], first, amount), (keys[second], second, amount)]
     )
-    idem = {oid: order(shop.app, oid).confirm_idempotency_key for oid in (first, second)}
+    idem = {oid: get_order(shop.app, oid).confirm_idempotency_key for oid in (first, second)}
     assert idem == {oid: confirm_idempotency_key(oid, keys[oid]) for oid in (first, second)}
     assert idem[first] != idem[second]
     if shop.fake is not None:
         assert shop.fake.confirm_calls(keys[first]) == [idem[first]]
         assert shop.fake.confirm_calls(keys[second]) == [idem[second]]
     for oid, other in ((first, second), (second, first)):
-        for entry in audit(shop.app, oid):
+        for entry in audit_rows(shop.app, oid):
             text = " ".join(
                 str(v or "") for v in (entry.payment_key, entry.transaction_key, entry.detail)
             )
             assert keys[other] not in text, (oid, entry.event, text)
             assert other not in text
-        assert {a.payment_key for a in audit(shop.app, oid) if a.payment_key} == {keys[oid]}
+        assert {a.payment_key for a in audit_rows(shop.app, oid) if a.payment_key} == {keys[oid]}
 
 
 # -- 4. PostgreSQL only: writers queued on the order's row lock -----------------------------------
@@ -498,7 +450,7 @@ def test_confirmations_queued_on_the_order_row_lock_confirm_once(
         holder.execute(
             db.text("SELECT id FROM orders WHERE order_id = :o FOR UPDATE"), {"o": order_id}
         )
-        racing = threading.Thread(target=lambda: answers.extend(run_together(calls)))
+        racing = threading.Thread(target=lambda: answers.extend(race(calls)))
         racing.start()
         waiting = 0
         deadline = time.monotonic() + 10
@@ -526,7 +478,7 @@ def test_confirmations_queued_on_the_order_row_lock_confirm_once(
     assert len(answers) == len(calls)
     assert_acceptable(answers, order_id)
     assert shop.confirm_requests(pk) == 1
-    assert order(shop.app, order_id).status == "PAID"
+    assert get_order(shop.app, order_id).status == "PAID"
     assert transitions_to(shop.app, order_id, "CONFIRMING") == 1
     assert transitions_to(shop.app, order_id, "PAID") == 1
     assert payment_rows(shop.app) == [(pk, order_id, amount)]

@@ -38,6 +38,7 @@ from payments.core.models import Order, Payment
 from payments.extensions import db
 from payments.ops.reconcile import Report, reconcile
 from payments.ops.sandbox import INPROCESS_TOSS
+from payments.sandbox.db import db as sandbox_db
 from payments.sandbox.models import SandboxIdempotencyKey, SandboxPayment
 from payments.sandbox.testing import SandboxDriver
 from payments.shop.catalog import seed_catalog
@@ -322,8 +323,6 @@ class Checkout:
         if self.fake is not None:
             return self.fake.charged
         with self.app.extensions["sandbox_app"].app_context():
-            from payments.sandbox.db import db as sandbox_db
-
             return len(
                 sandbox_db.session.scalars(
                     sandbox_db.select(SandboxPayment).filter_by(
@@ -539,8 +538,6 @@ def test_toss_down_through_the_confirm_window_leaves_the_order_payable(
 
 def wait_for_sandbox_key(app: Flask, timeout: float = 5.0) -> None:
     """Wait until the sandbox stored its answer (the slow confirm's thread has finished)."""
-    from payments.sandbox.db import db as sandbox_db
-
     deadline = time.monotonic() + timeout
     states: list[str] = []
     while time.monotonic() < deadline:
@@ -669,7 +666,9 @@ class FailingCommit:
             monkeypatch.setattr(
                 confirm,
                 "apply_payment",
-                arm(confirm.apply_payment, lambda _result, *a, **k: k.get("answer_to_confirm")),
+                arm(
+                    confirm.apply_payment, lambda _result, *a, **k: bool(k.get("answer_to_confirm"))
+                ),
             )
         else:
             monkeypatch.setattr(

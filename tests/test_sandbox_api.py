@@ -22,12 +22,11 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from payments.extensions import toss as shop_toss
 from payments.ops.sandbox import INPROCESS_TOSS
-from payments.sandbox import Clock, SandboxSettings, SettingsError, create_app, state
+from payments.sandbox import SandboxSettings, SettingsError, create_app, state
 from payments.sandbox.db import db as sandbox_db
 from payments.sandbox.idempotency import identity
 from payments.sandbox.ids import _random, digits, new_payment_key
@@ -35,7 +34,15 @@ from payments.sandbox.models import SandboxIdempotencyKey, SandboxWebhook
 from payments.sandbox.testing import Answer, SandboxDriver, Window, new_order_id
 from payments.sandbox.transport import WSGITransport
 from payments.toss import RefundAccount, TossClient, TossError, TossNetworkError
-from tests.helpers import FIXTURES, START, dispose, fixture, race, sandbox_app
+from tests.helpers import (
+    FIXTURES,
+    dispose,
+    fixture,
+    race,
+    sandbox_alone,
+    sandbox_app,
+    sandbox_rows,
+)
 
 SECRET = "test_gsk_sandbox"
 API_SECRET = "test_sk_sandbox"  # the same merchant's API-family secret key
@@ -48,40 +55,19 @@ SANDBOX_HOST = "http://toss-sandbox.test"
 # -- the sandbox alone -----------------------------------------------------------------------------
 
 
-def make_sandbox(database_url: str, **settings: Any) -> Flask:
-    """The sandbox alone on `database_url`, its clock frozen at START, its sender off."""
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "clock": Clock(start=START),
-        "webhooks_enabled": False,
-        "webhook_url": HOOK,
-        "slow_confirm_seconds": 0.6,
-        **settings,
-    }
-    return create_app(SandboxSettings(**values))
-
-
-def close(sandbox: Flask) -> None:
-    """Stop the sandbox's sender and close its connections."""
-    state(sandbox).sender.stop()
-    with sandbox.app_context():
-        sandbox_db.session.remove()
-        sandbox_db.engine.dispose()
-
-
 @pytest.fixture
 def sandboxes(database_url: str) -> Iterator[Callable[..., Flask]]:
     """Build sandboxes on the test's database (settings by field name); closed at the end."""
     built: list[Flask] = []
 
     def build(**settings: Any) -> Flask:
-        sandbox = make_sandbox(database_url, **settings)
+        sandbox = sandbox_alone(database_url, **{"webhook_url": HOOK, **settings})
         built.append(sandbox)
         return sandbox
 
     yield build
     for sandbox in built:
-        close(sandbox)
+        dispose(sandbox)
 
 
 @pytest.fixture
@@ -160,13 +146,6 @@ def status_of(driver: SandboxDriver, payment_key: str) -> str:
     return str(answer.body["status"])
 
 
-def rows(sandbox: Flask, model: Any) -> list[Any]:
-    with sandbox.app_context():
-        found = list(sandbox_db.session.scalars(select(model).order_by(model.id)))
-        sandbox_db.session.expunge_all()
-        return found
-
-
 def in_process_client(sandbox: Flask, **options: Any) -> TossClient:
     """The shop's Toss client code, reaching this sandbox through the in-process transport."""
     session = requests.Session()
@@ -178,7 +157,7 @@ def wait_until_answered(sandbox: Flask, seconds: float = 10) -> None:
     """Until no request holds an Idempotency-Key (a slow answer still being held)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if all(row.state != "PROCESSING" for row in rows(sandbox, SandboxIdempotencyKey)):
+        if all(row.state != "PROCESSING" for row in sandbox_rows(sandbox, SandboxIdempotencyKey)):
             return
         time.sleep(0.02)
     raise AssertionError("a request still holds its Idempotency-Key")
@@ -393,7 +372,7 @@ def test_a_lookup_after_the_deadline_already_shows_expired(
     w = driver.open_window()
     state(sandbox).advance(601)
     assert driver.get_by_order(w.order_id).body["status"] == "EXPIRED"
-    events = [json.loads(row.body) for row in rows(sandbox, SandboxWebhook)]
+    events = [json.loads(row.body) for row in sandbox_rows(sandbox, SandboxWebhook)]
     assert [e["data"]["status"] for e in events] == ["EXPIRED"]
 
 
@@ -423,7 +402,7 @@ def test_concurrent_confirms_with_different_keys_confirm_once(sandbox: Flask) ->
     assert sorted((a.status, a.code) for a in answers) == sorted(
         [(200, None)] + [(400, "ALREADY_PROCESSED_PAYMENT")] * 3, key=str
     )
-    assert len(rows(sandbox, SandboxWebhook)) == 1
+    assert len(sandbox_rows(sandbox, SandboxWebhook)) == 1
 
 
 # -- Idempotency-Key -------------------------------------------------------------------------------
@@ -492,7 +471,7 @@ def test_keys_are_kept_fifteen_days(
     assert confirm_raw(client, w, key="kept").get_data() == first.get_data()
     state(sandbox).advance(2)
     assert error(confirm_raw(client, w, key="kept")) == (400, "ALREADY_PROCESSED_PAYMENT")
-    (row,) = rows(sandbox, SandboxIdempotencyKey)
+    (row,) = sandbox_rows(sandbox, SandboxIdempotencyKey)
     assert "kept" not in row.identity
     assert SECRET not in row.identity
 
@@ -512,7 +491,7 @@ def test_concurrent_repeat_of_a_running_key_gets_409(
     thread.start()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # wait until the first call holds the key
-        if [r.state for r in rows(sandbox, SandboxIdempotencyKey)] == ["PROCESSING"]:
+        if [r.state for r in sandbox_rows(sandbox, SandboxIdempotencyKey)] == ["PROCESSING"]:
             break
         time.sleep(0.01)
     second = confirm_raw(sandbox.test_client(), w, key="slow-key")
@@ -856,6 +835,7 @@ def test_sessions_helper_accepts_the_edges(client: FlaskClient) -> None:
 
 
 def test_every_confirm_request_counts_once_whatever_its_answer(driver: SandboxDriver) -> None:
+    """The sandbox's own view counts each confirm that reached it: refused, done, replayed."""
     w = driver.open_window()
     forced = confirm(driver, w, headers={"TossPayments-Test-Code": "FDS_ERROR"})
     assert error(forced)[1] == "FDS_ERROR"
@@ -870,6 +850,7 @@ def test_every_confirm_request_counts_once_whatever_its_answer(driver: SandboxDr
 def test_sandbox_view_counts_confirms_and_webhooks(
     client: FlaskClient, driver: SandboxDriver
 ) -> None:
+    """GET /sandbox/api/payments/<key> (no auth): the Payment plus confirms and webhooks."""
     w = driver.open_window()
     driver.confirm(w.payment_key, w.order_id, w.amount + 1)
     confirm(driver, w, idempotency_key="a")
@@ -885,6 +866,7 @@ def test_sandbox_view_counts_confirms_and_webhooks(
 
 
 def test_expire_helper(driver: SandboxDriver) -> None:
+    """The expire helper does what a passed deadline does, to what has a deadline only."""
     w = driver.open_window()
     expired = driver.expire(w.payment_key)
     assert (expired.status, expired.body["status"]) == (200, "EXPIRED")
@@ -903,6 +885,7 @@ def test_expire_helper(driver: SandboxDriver) -> None:
 
 
 def test_deposit_helper_refuses_what_is_not_a_waiting_account(driver: SandboxDriver) -> None:
+    """Only a virtual account waiting for its deposit can be paid."""
     w = driver.open_window()
     confirm(driver, w)
     assert driver.deposit(w.order_id).status == 409
@@ -919,6 +902,7 @@ def test_state_lives_in_the_database(sandboxes: Callable[..., Flask]) -> None:
 
 
 def test_refuses_to_run_in_production(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The sandbox never starts beside a production deployment."""
     monkeypatch.setenv("APP_ENV", "production")
     with pytest.raises(SettingsError, match="production"):
         create_app(SandboxSettings(database_url=f"sqlite:///{tmp_path / 's.sqlite3'}"))

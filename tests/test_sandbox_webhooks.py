@@ -1,4 +1,8 @@
-"""The sandbox sends Toss's webhooks: payloads, headers, retry schedule and the chaos knobs."""
+"""The sandbox sends Toss's webhooks: payloads, headers, retry schedule and the chaos knobs.
+
+The sandbox runs alone (its sender thread off) and delivers on demand with
+`payments.sandbox.testing.deliver_webhooks`; the receiving shop is faked with `responses`.
+"""
 
 from __future__ import annotations
 
@@ -15,22 +19,13 @@ import pytest
 import requests
 import responses
 from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import select
 
-from payments.extensions import db
-from payments.sandbox import deliver_due_webhooks
+from payments.ops.sandbox import INPROCESS_SHOP
+from payments.sandbox import state
 from payments.sandbox.models import SandboxWebhook
-from payments.sandbox.standalone import create_sandbox_app
-from payments.sandbox.webhooks import INPROCESS_URL, MAX_ATTEMPTS, RETRY_MINUTES
-from tests.test_sandbox_api import (
-    cancel,
-    confirm,
-    dispose,
-    get_payment,
-    open_payment,
-    sandbox_app,
-)
+from payments.sandbox.sender import MAX_ATTEMPTS, RETRY_MINUTES
+from payments.sandbox.testing import SandboxDriver, Window, deliver_webhooks
+from tests.helpers import dispose, sandbox_alone, sandbox_app, sandbox_of, sandbox_rows
 
 HOOK = "https://shop.test/api/payment/webhook"
 SCALE = 0.001
@@ -38,17 +33,20 @@ SCALE = 0.001
 
 @pytest.fixture
 def make(database_url: str) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
+    """Build the sandbox alone on the test's database, sending to HOOK on Toss's schedule
+    scaled by SCALE (settings by field name override)."""
+    built: list[Flask] = []
 
-    def build(**overrides: Any) -> Flask:
-        config = {"SANDBOX_WEBHOOK_URL": HOOK, "SANDBOX_WEBHOOK_SCALE": SCALE, **overrides}
-        app = sandbox_app(database_url, **config)
-        apps.append(app)
-        return app
+    def build(**settings: Any) -> Flask:
+        sandbox = sandbox_alone(
+            database_url, **{"webhook_url": HOOK, "webhook_scale": SCALE, **settings}
+        )
+        built.append(sandbox)
+        return sandbox
 
     yield build
-    for app in apps:
-        dispose(app)
+    for sandbox in built:
+        dispose(sandbox)
 
 
 @pytest.fixture
@@ -57,6 +55,14 @@ def hook() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add(responses.POST, HOOK, status=200)
         yield mock
+
+
+def driver_for(sandbox: Flask) -> SandboxDriver:
+    return SandboxDriver.in_process(sandbox.test_client())
+
+
+def confirm(driver: SandboxDriver, window: Window, **kwargs: Any) -> Any:
+    return driver.confirm(window.payment_key, window.order_id, window.amount, **kwargs)
 
 
 def sent(mock: responses.RequestsMock) -> list[tuple[dict[str, str], dict[str, Any]]]:
@@ -69,13 +75,6 @@ def sent(mock: responses.RequestsMock) -> list[tuple[dict[str, str], dict[str, A
     return calls
 
 
-def rows(app: Flask) -> list[SandboxWebhook]:
-    with app.app_context():
-        found = list(db.session.scalars(select(SandboxWebhook).order_by(SandboxWebhook.id)))
-        db.session.expunge_all()
-        return found
-
-
 def status_events(calls: list[tuple[dict[str, str], dict[str, Any]]]) -> list[str]:
     return [
         body["data"]["status"] if body.get("eventType") else "DEPOSIT_CALLBACK" for _, body in calls
@@ -85,13 +84,15 @@ def status_events(calls: list[tuple[dict[str, str], dict[str, Any]]]) -> list[st
 def test_payment_status_changed_payload_and_headers(
     make: Callable[..., Flask], hook: responses.RequestsMock
 ) -> None:
-    app = make()
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    assert deliver_due_webhooks(app) == 0  # a finished window alone is not a status change
-    confirmed = confirm(client, payment_key, order_id, amount).get_json()
+    """Toss POSTs PAYMENT_STATUS_CHANGED as {eventType, createdAt, data: Payment} with its
+    transmission headers and no signature (payment webhooks are unsigned)."""
+    sandbox = make()
+    driver = driver_for(sandbox)
+    w = driver.open_window()
+    assert deliver_webhooks(sandbox) == 0  # a finished window alone is not a status change
+    confirmed = confirm(driver, w).body
 
-    assert deliver_due_webhooks(app) == 1
+    assert deliver_webhooks(sandbox) == 1
     ((headers, body),) = sent(hook)
     assert hook.calls[0].request.url == HOOK
     assert hook.calls[0].request.method == "POST"
@@ -99,40 +100,43 @@ def test_payment_status_changed_payload_and_headers(
     assert re.fullmatch(r"whtrans_[a-z0-9]{20,}", headers["tosspayments-webhook-transmission-id"])
     assert headers["tosspayments-webhook-transmission-time"] == "2026-11-22T10:00:00+09:00"
     assert headers["tosspayments-webhook-transmission-retried-count"] == "0"
-    assert "tosspayments-webhook-signature" not in headers  # payment webhooks are unsigned
+    assert "tosspayments-webhook-signature" not in headers
     assert list(body) == ["eventType", "createdAt", "data"]
     assert body["eventType"] == "PAYMENT_STATUS_CHANGED"
     assert body["createdAt"] == "2026-11-22T10:00:00.000000"  # no offset, like Toss
     assert body["data"] == confirmed
 
-    assert deliver_due_webhooks(app) == 0  # delivered once, done
-    view = client.get(f"/sandbox/api/payments/{payment_key}").get_json()["sandbox"]
+    assert deliver_webhooks(sandbox) == 0  # delivered once, done
+    view = driver.payment(w.payment_key)["sandbox"]
     assert (view["webhooksSent"], view["webhooksPending"]) == (1, 0)
-    (row,) = rows(app)
+    (row,) = sandbox_rows(sandbox, SandboxWebhook)
     assert (row.status, row.attempts, row.last_status_code) == ("DELIVERED", 1, 200)
 
 
 def test_every_status_change_is_sent(
     make: Callable[..., Flask], hook: responses.RequestsMock
 ) -> None:
-    app = make()
-    client = app.test_client()
-    card, card_order, amount = open_payment(client, amount=30_000)
-    confirm(client, card, card_order, amount)
-    cancel(client, card, cancelAmount=10_000)
-    cancel(client, card)
-    va, va_order, va_amount = open_payment(client, scenario="virtual_account")
-    issued = confirm(client, va, va_order, va_amount).get_json()
-    client.post(f"/sandbox/api/virtual-accounts/{va_order}/deposit")
-    late, _, _ = open_payment(client)
-    client.post(f"/sandbox/api/payments/{late}/expire")
-    poor, poor_order, poor_amount = open_payment(client, scenario="insufficient_balance")
-    confirm(client, poor, poor_order, poor_amount)
-    unpaid, unpaid_order, unpaid_amount = open_payment(client, scenario="virtual_account")
-    confirm(client, unpaid, unpaid_order, unpaid_amount)
-    cancel(client, unpaid)
+    """Toss sends a webhook for every status change (confirm, cancels, issue, deposit, expiry,
+    abort), and DEPOSIT_CALLBACK {createdAt, secret, status, transactionKey, orderId} for a
+    deposit."""
+    sandbox = make()
+    driver = driver_for(sandbox)
+    card = driver.open_window(amount=30_000)
+    confirm(driver, card)
+    driver.cancel(card.payment_key, cancelAmount=10_000)
+    driver.cancel(card.payment_key)
+    va = driver.open_window(scenario="virtual_account")
+    issued = confirm(driver, va).body
+    driver.deposit(va.order_id)
+    late = driver.open_window()
+    driver.expire(late.payment_key)
+    poor = driver.open_window(scenario="insufficient_balance")
+    confirm(driver, poor)
+    unpaid = driver.open_window(scenario="virtual_account")
+    confirm(driver, unpaid)
+    driver.cancel(unpaid.payment_key)
 
-    deliver_due_webhooks(app)
+    deliver_webhooks(sandbox)
     calls = sent(hook)
     assert status_events(calls) == [
         "DONE",
@@ -147,15 +151,15 @@ def test_every_status_change_is_sent(
         "CANCELED",
     ]
     deposit = calls[5][1]
-    after = get_payment(client, va)
+    after = driver.get(va.payment_key).body
     assert deposit == {
         "createdAt": "2026-11-22T10:00:00.000000",
         "secret": issued["secret"],
         "status": "DONE",
         "transactionKey": after["lastTransactionKey"],
-        "orderId": va_order,
+        "orderId": va.order_id,
     }
-    assert calls[4][1]["data"]["paymentKey"] == va  # both webhooks of one deposit
+    assert calls[4][1]["data"]["paymentKey"] == va.payment_key  # both webhooks of one deposit
     assert calls[7][1]["data"]["failure"]["code"] == "REJECT_CARD_PAYMENT"
     assert len({h["tosspayments-webhook-transmission-id"] for h, _ in calls}) == len(calls)
 
@@ -163,32 +167,37 @@ def test_every_status_change_is_sent(
 def test_refused_or_lost_requests_send_nothing(
     make: Callable[..., Flask], hook: responses.RequestsMock
 ) -> None:
-    app = make()
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount + 1)  # INVALID_REQUEST
-    confirm(client, payment_key, order_id, amount, headers={"TossPayments-Test-Code": "FDS_ERROR"})
-    assert rows(app) == []
-    confirm(client, payment_key, order_id, amount)
-    confirm(client, payment_key, order_id, amount)  # ALREADY_PROCESSED_PAYMENT
-    cancel(client, payment_key, cancelAmount=10**9)  # NOT_CANCELABLE_AMOUNT
-    assert [r.event_type for r in rows(app)] == ["PAYMENT_STATUS_CHANGED"]
+    """A refused request changes nothing, so Toss sends nothing for it."""
+    sandbox = make()
+    driver = driver_for(sandbox)
+    w = driver.open_window()
+    driver.confirm(w.payment_key, w.order_id, w.amount + 1)  # INVALID_REQUEST
+    confirm(driver, w, headers={"TossPayments-Test-Code": "FDS_ERROR"})
+    assert sandbox_rows(sandbox, SandboxWebhook) == []
+    confirm(driver, w)
+    confirm(driver, w)  # ALREADY_PROCESSED_PAYMENT
+    driver.cancel(w.payment_key, cancelAmount=10**9)  # NOT_CANCELABLE_AMOUNT
+    assert [r.event_type for r in sandbox_rows(sandbox, SandboxWebhook)] == [
+        "PAYMENT_STATUS_CHANGED"
+    ]
 
 
 def test_failed_deliveries_follow_tosss_retry_schedule(make: Callable[..., Flask]) -> None:
-    app = make()
-    clock = app.extensions["sandbox"].clock
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount)
+    """Toss retries a delivery that did not get a 200 after 1, 4, 16, 64, 256, 1024 and 4096
+    minutes (8 attempts in all), counting them in the retried-count header, then gives up."""
+    sandbox = make()
+    clock = state(sandbox).settings.clock
+    driver = driver_for(sandbox)
+    w = driver.open_window()
+    confirm(driver, w)
 
     with responses.RequestsMock() as mock:
         mock.add(responses.POST, HOOK, status=500)
         waits: list[timedelta] = []
         for attempt in range(MAX_ATTEMPTS):
-            assert deliver_due_webhooks(app) == 1, attempt
-            assert deliver_due_webhooks(app) == 0  # not due again yet
-            (row,) = rows(app)
+            assert deliver_webhooks(sandbox) == 1, attempt
+            assert deliver_webhooks(sandbox) == 0  # not due again yet
+            (row,) = sandbox_rows(sandbox, SandboxWebhook)
             assert row.attempts == attempt + 1
             assert row.last_status_code == 500
             if row.status == "FAILED":
@@ -196,61 +205,62 @@ def test_failed_deliveries_follow_tosss_retry_schedule(make: Callable[..., Flask
             wait = row.next_attempt_at - clock.now()
             waits.append(wait)
             clock.advance(wait.total_seconds() - 0.001)
-            assert deliver_due_webhooks(app) == 0
+            assert deliver_webhooks(sandbox) == 0
             clock.advance(0.001)
         clock.advance(timedelta(days=30).total_seconds())
-        assert deliver_due_webhooks(app) == 0  # given up after the last retry
+        assert deliver_webhooks(sandbox) == 0  # given up after the last retry
         counts = [
             c.request.headers["tosspayments-webhook-transmission-retried-count"] for c in mock.calls
         ]
 
     assert waits == [timedelta(minutes=m * SCALE) for m in RETRY_MINUTES]
+    assert RETRY_MINUTES == (1, 4, 16, 64, 256, 1024, 4096)
     assert counts == [str(i) for i in range(MAX_ATTEMPTS)]
     assert MAX_ATTEMPTS == 8
-    (row,) = rows(app)
+    (row,) = sandbox_rows(sandbox, SandboxWebhook)
     assert row.status == "FAILED"
-    view = client.get(f"/sandbox/api/payments/{payment_key}").get_json()["sandbox"]
+    view = driver.payment(w.payment_key)["sandbox"]
     assert (view["webhooksSent"], view["webhooksFailed"]) == (0, 1)
 
 
 def test_a_retry_sends_the_same_delivery_again(make: Callable[..., Flask]) -> None:
-    app = make()
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount)
+    """Toss's retry is the same delivery: same transmission id, the very same bytes, whether
+    the shop answered 5xx or the connection failed."""
+    sandbox = make()
+    driver = driver_for(sandbox)
+    w = driver.open_window()
+    confirm(driver, w)
     with responses.RequestsMock() as mock:
         mock.add(responses.POST, HOOK, status=503)
         mock.add(responses.POST, HOOK, body=requests.ConnectionError("reset"))
         mock.add(responses.POST, HOOK, status=200)
-        deliver_due_webhooks(app)
-        (row,) = rows(app)
+        deliver_webhooks(sandbox)
+        (row,) = sandbox_rows(sandbox, SandboxWebhook)
         assert row.last_status_code == 503
-        app.extensions["sandbox"].advance(60 * SCALE)
-        deliver_due_webhooks(app)
-        (row,) = rows(app)
+        state(sandbox).advance(60 * SCALE)
+        deliver_webhooks(sandbox)
+        (row,) = sandbox_rows(sandbox, SandboxWebhook)
         assert row.last_status_code is None
         assert row.last_error == "ConnectionError"
-        app.extensions["sandbox"].advance(4 * 60 * SCALE)
-        deliver_due_webhooks(app)
+        state(sandbox).advance(4 * 60 * SCALE)
+        deliver_webhooks(sandbox)
         calls = list(mock.calls)
     assert len(calls) == 3
-    assert len({c.request.body for c in calls}) == 1  # the very same bytes each time
+    assert len({c.request.body for c in calls}) == 1
     ids = {c.request.headers["tosspayments-webhook-transmission-id"] for c in calls}
     assert len(ids) == 1
-    (row,) = rows(app)
+    (row,) = sandbox_rows(sandbox, SandboxWebhook)
     assert (row.status, row.attempts) == ("DELIVERED", 3)
-    assert (
-        client.get(f"/sandbox/api/payments/{payment_key}").get_json()["sandbox"]["webhooksSent"]
-        == 1
-    )
+    assert driver.payment(w.payment_key)["sandbox"]["webhooksSent"] == 1
 
 
 def test_duplicates_knob(make: Callable[..., Flask], hook: responses.RequestsMock) -> None:
-    app = make(SANDBOX_WEBHOOK_DUPLICATES=2)
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount)
-    assert deliver_due_webhooks(app) == 3
+    """webhook_duplicates: extra copies of a delivery, as Toss's re-sends look (same body and
+    transmission id, a higher retried-count)."""
+    sandbox = make(webhook_duplicates=2)
+    driver = driver_for(sandbox)
+    confirm(driver, driver.open_window())
+    assert deliver_webhooks(sandbox) == 3
     calls = sent(hook)
     assert len({json.dumps(body) for _, body in calls}) == 1
     assert len({h["tosspayments-webhook-transmission-id"] for h, _ in calls}) == 1
@@ -262,15 +272,15 @@ def test_duplicates_knob(make: Callable[..., Flask], hook: responses.RequestsMoc
 
 
 def test_delay_knob(make: Callable[..., Flask], hook: responses.RequestsMock) -> None:
-    app = make(SANDBOX_WEBHOOK_DELAY=30)
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount)
-    assert deliver_due_webhooks(app) == 0
-    app.extensions["sandbox"].advance(29)
-    assert deliver_due_webhooks(app) == 0
-    app.extensions["sandbox"].advance(1)
-    assert deliver_due_webhooks(app) == 1
+    """webhook_delay: a delivery's first attempt waits this long on the sandbox clock."""
+    sandbox = make(webhook_delay=30)
+    driver = driver_for(sandbox)
+    confirm(driver, driver.open_window())
+    assert deliver_webhooks(sandbox) == 0
+    state(sandbox).advance(29)
+    assert deliver_webhooks(sandbox) == 0
+    state(sandbox).advance(1)
+    assert deliver_webhooks(sandbox) == 1
 
 
 @pytest.mark.parametrize(
@@ -283,36 +293,40 @@ def test_delay_knob(make: Callable[..., Flask], hook: responses.RequestsMock) ->
 def test_reorder_knob(
     make: Callable[..., Flask], hook: responses.RequestsMock, reorder: bool, expected: list[str]
 ) -> None:
-    app = make(SANDBOX_WEBHOOK_DELAY=5, SANDBOX_WEBHOOK_REORDER=reorder)
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client, scenario="virtual_account")
-    confirm(client, payment_key, order_id, amount)
-    client.post(f"/sandbox/api/virtual-accounts/{order_id}/deposit")
-    app.extensions["sandbox"].advance(5)
-    assert deliver_due_webhooks(app) == 3
+    """webhook_reorder: deliveries due together go newest first (Toss does not promise order)."""
+    sandbox = make(webhook_delay=5, webhook_reorder=reorder)
+    driver = driver_for(sandbox)
+    w = driver.open_window(scenario="virtual_account")
+    confirm(driver, w)
+    driver.deposit(w.order_id)
+    state(sandbox).advance(5)
+    assert deliver_webhooks(sandbox) == 3
     assert status_events(sent(hook)) == expected
 
 
-def test_default_target_is_the_apps_own_route_in_process(make: Callable[..., Flask]) -> None:
-    app = make(SANDBOX_WEBHOOK_URL=None)
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount)
-    with responses.RequestsMock() as mock:  # any real HTTP call would fail here
-        assert deliver_due_webhooks(app) == 1
-        assert len(mock.calls) == 0
-    (row,) = rows(app)
-    assert row.url == INPROCESS_URL
-    assert row.last_error is None
-    assert row.last_status_code is not None
+def test_default_target_is_the_shops_own_route_in_process(database_url: str) -> None:
+    """Mounted in the shop, the sandbox sends to the shop's webhook route without a socket."""
+    app = sandbox_app(database_url)
+    try:
+        driver = SandboxDriver.in_process(app.test_client())
+        confirm(driver, driver.open_window())
+        sandbox = app.extensions["sandbox_app"]
+        with responses.RequestsMock() as mock:  # any real HTTP call would fail here
+            assert deliver_webhooks(sandbox) == 1
+            assert len(mock.calls) == 0
+        (row,) = sandbox_rows(sandbox, SandboxWebhook)
+        assert row.url == INPROCESS_SHOP + "/api/payment/webhook"
+        assert (row.status, row.last_status_code, row.last_error) == ("DELIVERED", 200, None)
+    finally:
+        dispose(app)
 
 
 def test_concurrent_senders_deliver_each_row_once(make: Callable[..., Flask]) -> None:
-    app = make()
-    client = app.test_client()
+    """Several senders on one sandbox database (several processes) never send a row twice."""
+    sandbox = make()
+    driver = driver_for(sandbox)
     for _ in range(5):
-        payment_key, order_id, amount = open_payment(client)
-        confirm(client, payment_key, order_id, amount)
+        confirm(driver, driver.open_window())
 
     def slow_ok(request: Any) -> tuple[int, dict[str, str], str]:
         time.sleep(0.02)
@@ -324,7 +338,7 @@ def test_concurrent_senders_deliver_each_row_once(make: Callable[..., Flask]) ->
 
         def sender() -> None:
             barrier.wait()
-            deliver_due_webhooks(app)
+            deliver_webhooks(sandbox)
 
         threads = [threading.Thread(target=sender) for _ in range(3)]
         for t in threads:
@@ -334,58 +348,65 @@ def test_concurrent_senders_deliver_each_row_once(make: Callable[..., Flask]) ->
         ids = [c.request.headers["tosspayments-webhook-transmission-id"] for c in mock.calls]
     assert len(ids) == 5
     assert len(set(ids)) == 5
-    assert {r.status for r in rows(app)} == {"DELIVERED"}
+    assert {r.status for r in sandbox_rows(sandbox, SandboxWebhook)} == {"DELIVERED"}
 
 
 def test_background_sender_starts_lazily_and_delivers(
-    make: Callable[..., Flask], hook: responses.RequestsMock
+    database_url: str, hook: responses.RequestsMock
 ) -> None:
-    app = make(SANDBOX_WEBHOOKS_ENABLED=True)
-    worker = app.extensions["sandbox"].worker
-    assert not worker.running  # not at import or app creation
-    # alembic's fileConfig() reconfigures logging for the whole process: put it back after.
-    loggers = logging.root.manager.loggerDict.values()
-    enabled = [lg for lg in loggers if isinstance(lg, logging.Logger) and not lg.disabled]
-    root_level, root_handlers = logging.root.level, list(logging.root.handlers)
+    """The sender thread starts with the first sandbox request (not at app creation, nor with
+    the shop's `flask db` commands), delivers on its own, and stops."""
+    app = sandbox_app(
+        database_url,
+        sandbox={"webhooks_enabled": True, "webhook_url": HOOK, "webhook_scale": SCALE},
+    )
     try:
-        app.test_cli_runner().invoke(args=["db", "current"])
-    finally:
-        for lg in enabled:
-            lg.disabled = False
-        logging.root.setLevel(root_level)
-        logging.root.handlers[:] = root_handlers
-    assert not worker.running  # nor by `flask db` commands
+        sender = sandbox_of(app).sender
+        assert not sender.running
+        # alembic's fileConfig() reconfigures logging for the whole process: put it back after.
+        loggers = logging.root.manager.loggerDict.values()
+        enabled = [lg for lg in loggers if isinstance(lg, logging.Logger) and not lg.disabled]
+        root_level, root_handlers = logging.root.level, list(logging.root.handlers)
+        try:
+            app.test_cli_runner().invoke(args=["db", "current"])
+        finally:
+            for lg in enabled:
+                lg.disabled = False
+            logging.root.setLevel(root_level)
+            logging.root.handlers[:] = root_handlers
+        assert not sender.running
 
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount)
-    assert worker.running
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not hook.calls:
-        time.sleep(0.02)
-    assert len(hook.calls) == 1
-    worker.stop()
-    assert not worker.running
+        driver = SandboxDriver.in_process(app.test_client())
+        confirm(driver, driver.open_window())
+        assert sender.running
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not hook.calls:
+            time.sleep(0.02)
+        assert len(hook.calls) == 1
+        sender.stop()
+        assert not sender.running
+    finally:
+        dispose(app)
 
 
 def test_disabled_sender_stores_deliveries_for_later(
     make: Callable[..., Flask], hook: responses.RequestsMock
 ) -> None:
-    app = make(SANDBOX_WEBHOOKS_ENABLED=False)
-    client = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    confirm(client, payment_key, order_id, amount)
-    assert not app.extensions["sandbox"].worker.running
-    (row,) = rows(app)
+    """With the sender off, deliveries wait in the outbox until someone delivers them."""
+    sandbox = make(webhooks_enabled=False)
+    driver = driver_for(sandbox)
+    confirm(driver, driver.open_window())
+    assert not state(sandbox).sender.running
+    (row,) = sandbox_rows(sandbox, SandboxWebhook)
     assert (row.status, row.attempts) == ("PENDING", 0)
     assert len(hook.calls) == 0
-    assert deliver_due_webhooks(app) == 1
+    assert deliver_webhooks(sandbox) == 1
 
 
-def test_standalone_sandbox_without_url_records_nothing(tmp_path: Any) -> None:
-    app = create_sandbox_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 's.sqlite3'}"})
-    client: FlaskClient = app.test_client()
-    payment_key, order_id, amount = open_payment(client)
-    assert confirm(client, payment_key, order_id, amount).get_json()["status"] == "DONE"
-    assert rows(app) == []
-    dispose(app)
+def test_standalone_sandbox_without_url_records_nothing(make: Callable[..., Flask]) -> None:
+    """A sandbox with no webhook URL sends nothing and keeps no outbox."""
+    sandbox = make(webhook_url=None)
+    driver = driver_for(sandbox)
+    assert confirm(driver, driver.open_window()).body["status"] == "DONE"
+    assert sandbox_rows(sandbox, SandboxWebhook) == []
+    assert deliver_webhooks(sandbox) == 0

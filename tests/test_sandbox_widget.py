@@ -1,4 +1,8 @@
-"""The widget stand-in and the payment window: served script, window page, redirects, browser."""
+"""The widget stand-in and the payment window: served script, window page, redirects, browser.
+
+The sandbox runs alone on the test's database, except where the shop that mounts it is what is
+shown (its widget script setting, its CSRF protection not reaching the sandbox).
+"""
 
 from __future__ import annotations
 
@@ -15,18 +19,13 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from tests.test_sandbox_api import (
-    CLIENT,
-    basic,
-    confirm,
-    dispose,
-    get_payment,
-    new_order_id,
-    sandbox_app,
-    session_body,
-)
+from payments.sandbox import state
+from payments.sandbox.testing import SandboxDriver, new_order_id
+from payments.sandbox.windows import SCENARIOS
+from tests.helpers import CLIENT_KEY, dispose, sandbox_alone, sandbox_app
 
-SCENARIOS = [
+# The window's buttons, in the order the shopper sees them.
+SCENARIO_ORDER = [
     "approve",
     "reject_card",
     "insufficient_balance",
@@ -38,28 +37,61 @@ SCENARIOS = [
 
 
 @pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
-    app = sandbox_app(database_url, WTF_CSRF_ENABLED=True)  # the window must not need tokens
+def sandbox(database_url: str) -> Iterator[Flask]:
+    sandbox = sandbox_alone(database_url)
+    yield sandbox
+    dispose(sandbox)
+
+
+@pytest.fixture
+def client(sandbox: Flask) -> FlaskClient:
+    return sandbox.test_client()
+
+
+@pytest.fixture
+def driver(client: FlaskClient) -> SandboxDriver:
+    return SandboxDriver.in_process(client)
+
+
+@pytest.fixture
+def shop(database_url: str) -> Iterator[Flask]:
+    """The shop with the sandbox mounted, CSRF protection on."""
+    app = sandbox_app(database_url, WTF_CSRF_ENABLED=True)
     yield app
     dispose(app)
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def request_body(**overrides: Any) -> dict[str, Any]:
+    """What the widget's requestPayment posts."""
+    body = {
+        "clientKey": CLIENT_KEY,
+        "customerKey": "@@ANONYMOUS",
+        "orderId": new_order_id(),
+        "orderName": "무선 키보드 외 1건",
+        "amount": 103_000,
+        "successUrl": "http://shop.test/checkout/success",
+        "failUrl": "http://shop.test/checkout/fail",
+        "method": "CARD",
+    }
+    body.update(overrides)
+    return body
 
 
 def widget_session(client: FlaskClient, **overrides: Any) -> tuple[str, dict[str, Any]]:
-    """What requestPayment posts; returns (window path, body)."""
-    body = session_body(customerKey="@@ANONYMOUS", **overrides)
-    body.pop("scenario", None)
+    """What requestPayment does before it navigates; returns (window path, body)."""
+    body = request_body(**overrides)
     resp = client.post("/sandbox/widget/sessions", json=body)
     assert resp.status_code == 201, resp.get_json()
     return urlsplit(resp.get_json()["windowUrl"]).path, body
 
 
-def test_widget_script_is_served_as_javascript(app: Flask, client: FlaskClient) -> None:
-    assert app.config["TOSS_WIDGET_SCRIPT_URL"] == "/sandbox/widget/v2/standard"
+def query(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+def test_widget_script_is_served_as_javascript(client: FlaskClient) -> None:
+    """The stand-in for js.tosspayments.com/v2/standard: window.TossPayments with the widget
+    calls the shop uses."""
     resp = client.get("/sandbox/widget/v2/standard")
     assert resp.status_code == 200
     assert resp.mimetype == "application/javascript"
@@ -78,12 +110,20 @@ def test_widget_script_is_served_as_javascript(app: Flask, client: FlaskClient) 
     assert client.get("/sandbox/static/widget.css").status_code == 200
 
 
-def test_widget_session_registers_a_ready_window(client: FlaskClient) -> None:
+def test_the_shop_loads_the_widget_from_its_mounted_sandbox(shop: Flask) -> None:
+    assert shop.config["TOSS_WIDGET_SCRIPT_URL"] == "/sandbox/widget/v2/standard"
+    resp = shop.test_client().get("/sandbox/widget/v2/standard")
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/javascript"
+
+
+def test_widget_session_registers_a_ready_window(
+    client: FlaskClient, driver: SandboxDriver
+) -> None:
+    """Toss issues no paymentKey before the shopper finishes the window: nothing to look up."""
     path, body = widget_session(client)
     assert re.fullmatch(r"/sandbox/window/[A-Za-z0-9_-]{20,}", path)
-    # No paymentKey before the shopper finishes the window: nothing to look up yet.
-    lookup = client.get(f"/sandbox/v1/payments/orders/{body['orderId']}", headers=basic())
-    assert lookup.status_code == 404
+    assert driver.get_by_order(body["orderId"]).status == 404
 
 
 def test_widget_session_speaks_cors_for_a_sandbox_on_another_origin(client: FlaskClient) -> None:
@@ -92,7 +132,7 @@ def test_widget_session_speaks_cors_for_a_sandbox_on_another_origin(client: Flas
     assert pre.headers["Access-Control-Allow-Origin"] == "*"
     assert "POST" in pre.headers["Access-Control-Allow-Methods"]
     assert "Content-Type" in pre.headers["Access-Control-Allow-Headers"]
-    bad = client.post("/sandbox/widget/sessions", json=session_body(orderId="x"))
+    bad = client.post("/sandbox/widget/sessions", json=request_body(orderId="x"))
     assert bad.status_code == 400
     assert bad.get_json()["code"] == "INVALID_REQUEST"
     assert bad.headers["Access-Control-Allow-Origin"] == "*"
@@ -115,7 +155,8 @@ def test_window_page(client: FlaskClient) -> None:
     assert "103,000원" in html
     assert '<html lang="ko">' in html
     assert 'name="viewport"' in html
-    assert re.findall(r'data-scenario="([a-z_]+)"', html) == SCENARIOS
+    assert re.findall(r'data-scenario="([a-z_]+)"', html) == SCENARIO_ORDER
+    assert list(SCENARIOS) == SCENARIO_ORDER
     for label in ("카드 결제 승인", "카드사 승인 거절", "잔액 부족", "결제 취소", "가상계좌 발급"):
         assert label in html
     assert re.search(rf'<form[^>]+method="post"[^>]+action="{re.escape(path)}"', html)
@@ -127,16 +168,20 @@ def test_window_page(client: FlaskClient) -> None:
     assert client.get("/sandbox/static/window.css").status_code == 200
 
 
-def test_choosing_approve_redirects_with_tosss_success_parameters(client: FlaskClient) -> None:
+def test_choosing_approve_redirects_with_tosss_success_parameters(
+    client: FlaskClient, driver: SandboxDriver
+) -> None:
+    """Toss sends an approved window to successUrl with paymentType, orderId, paymentKey and
+    amount; the payment is IN_PROGRESS until the merchant confirms."""
     path, body = widget_session(client, amount=103_000)
-    resp = client.post(path, data={"scenario": "approve"})  # no CSRF token: exempt
+    resp = client.post(path, data={"scenario": "approve"})
     assert resp.status_code == 303
     location = resp.headers["Location"]
     assert location.startswith(body["successUrl"] + "?")
-    q = dict(parse_qsl(urlsplit(location).query))
+    q = query(location)
     assert list(q) == ["paymentType", "orderId", "paymentKey", "amount"]
     assert (q["paymentType"], q["orderId"], q["amount"]) == ("NORMAL", body["orderId"], "103000")
-    assert get_payment(client, q["paymentKey"])["status"] == "IN_PROGRESS"
+    assert driver.get(q["paymentKey"]).body["status"] == "IN_PROGRESS"
     # A resubmitted window (back button) goes to the same place and creates nothing new.
     assert client.post(path, data={"scenario": "reject_card"}).headers["Location"] == location
     page = client.get(path).get_data(as_text=True)
@@ -151,34 +196,42 @@ def test_choosing_approve_redirects_with_tosss_success_parameters(client: FlaskC
 def test_choosing_a_failure_redirects_with_tosss_fail_parameters(
     client: FlaskClient, scenario: str, code: str
 ) -> None:
+    """Toss sends a failed window to failUrl with code, message (Korean) and orderId."""
     path, body = widget_session(client)
     location = client.post(path, data={"scenario": scenario}).headers["Location"]
     assert location.startswith(body["failUrl"] + "?code=")
-    q = dict(parse_qsl(urlsplit(location).query))
+    q = query(location)
     assert list(q) == ["code", "message", "orderId"]
     assert q["code"] == code
     assert q["orderId"] == body["orderId"]
     assert re.search(r"[가-힣]", q["message"])
 
 
-def test_virtual_account_button_issues_an_account_at_confirm(client: FlaskClient) -> None:
-    path, body = widget_session(client, method="VIRTUAL_ACCOUNT")
-    location = client.post(path, data={"scenario": "virtual_account"}).headers["Location"]
-    q = dict(parse_qsl(urlsplit(location).query))
-    p = confirm(client, q["paymentKey"], q["orderId"], int(q["amount"])).get_json()
+def test_virtual_account_button_issues_an_account_at_confirm(
+    client: FlaskClient, driver: SandboxDriver
+) -> None:
+    """Toss issues the virtual account when the merchant confirms: WAITING_FOR_DEPOSIT."""
+    path, _ = widget_session(client, method="VIRTUAL_ACCOUNT")
+    q = query(client.post(path, data={"scenario": "virtual_account"}).headers["Location"])
+    p = driver.confirm(q["paymentKey"], q["orderId"], int(q["amount"])).body
     assert p["status"] == "WAITING_FOR_DEPOSIT"
     assert p["method"] == "가상계좌"
 
 
 def test_virtual_account_below_its_minimum_is_refused_in_the_window(client: FlaskClient) -> None:
-    path, _ = widget_session(client, amount=150)  # fine for a card (≥ 100), not an account
+    """Toss: a virtual account needs at least 200 won (a card 100): BELOW_MINIMUM_AMOUNT."""
+    path, _ = widget_session(client, amount=150)
     location = client.post(path, data={"scenario": "virtual_account"}).headers["Location"]
-    assert dict(parse_qsl(urlsplit(location).query))["code"] == "BELOW_MINIMUM_AMOUNT"
+    assert query(location)["code"] == "BELOW_MINIMUM_AMOUNT"
 
 
-def test_window_expires_after_thirty_minutes(app: Flask, client: FlaskClient) -> None:
+def test_window_expires_after_thirty_minutes(sandbox: Flask, client: FlaskClient) -> None:
+    """A payment window left open 30 minutes is gone: the shopper goes to failUrl with
+    PAY_PROCESS_ABORTED and no paymentKey."""
     path, _ = widget_session(client)
-    app.extensions["sandbox"].advance(30 * 60)
+    state(sandbox).advance(30 * 60 - 1)
+    assert "data-scenario" in client.get(path).get_data(as_text=True)
+    state(sandbox).advance(1)
     page = client.get(path).get_data(as_text=True)
     assert "만료" in page
     assert "data-scenario" not in page
@@ -197,17 +250,22 @@ def test_unknown_window_and_bad_choice(client: FlaskClient) -> None:
     assert client.post(path, data={}).status_code == 400
 
 
-def test_helpers_need_no_csrf_token(client: FlaskClient) -> None:
-    resp = client.post("/sandbox/api/sessions", json=session_body())
-    assert resp.status_code == 200
+def test_the_shops_csrf_protection_does_not_reach_the_sandbox(shop: Flask) -> None:
+    """Toss's window and the sandbox helpers take no token of the shop's."""
+    client = shop.test_client()
+    assert SandboxDriver.in_process(client).open_window().payment_key
+    path, _ = widget_session(client)
+    assert client.post(path, data={"scenario": "approve"}).status_code == 303
+    # The shop itself still wants its token.
+    assert client.post("/cart", data={"action": "add", "product_id": 1}).status_code == 400
 
 
-def test_receipt_page(client: FlaskClient) -> None:
+def test_receipt_page(client: FlaskClient, driver: SandboxDriver) -> None:
+    """Toss's receipt.url exists once the payment is paid."""
     path, body = widget_session(client, amount=15_000)
-    location = client.post(path, data={"scenario": "approve"}).headers["Location"]
-    q = dict(parse_qsl(urlsplit(location).query))
+    q = query(client.post(path, data={"scenario": "approve"}).headers["Location"])
     assert client.get(f"/sandbox/receipt/{q['paymentKey']}").status_code == 404  # not paid yet
-    p = confirm(client, q["paymentKey"], body["orderId"], 15_000).get_json()
+    p = driver.confirm(q["paymentKey"], body["orderId"], 15_000).body
     receipt = client.get(urlsplit(p["receipt"]["url"]).path)
     assert receipt.status_code == 200
     assert "15,000원" in receipt.get_data(as_text=True)
@@ -223,25 +281,23 @@ HARNESS = """<!doctype html>
 
 
 @pytest.fixture
-def live_shop(database_url: str) -> Iterator[str]:
-    """A sandbox app on loopback with a bare page that loads the widget script."""
-    app = sandbox_app(database_url)
+def live_shop(sandbox: Flask) -> Iterator[str]:
+    """The sandbox on loopback, with a bare page beside it that loads the widget script."""
 
-    @app.get("/harness")
+    @sandbox.get("/harness")
     def harness() -> str:
         return HARNESS
 
-    @app.get("/harness/done")
+    @sandbox.get("/harness/done")
     def done() -> dict[str, str]:
         return dict(request.args)
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, sandbox, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(5)
-    dispose(app)
 
 
 @pytest.fixture(scope="session")
@@ -292,8 +348,11 @@ MISUSE = """async (clientKey) => {
     not (shutil.which("chromium") or os.path.exists(CHROMIUM)), reason="chromium is not installed"
 )
 def test_widget_in_a_browser(page: Any, live_shop: str) -> None:
+    """The stand-in refuses what Toss's SDK refuses (API client key, secret key, bad
+    customerKey, rendering or paying before setAmount, rendering twice, bad orderId or
+    selector), draws the picker, and its requestPayment opens the window."""
     page.goto(f"{live_shop}/harness")
-    out = page.evaluate(MISUSE, CLIENT)
+    out = page.evaluate(MISUSE, CLIENT_KEY)
     assert out["apiKey"].startswith("INVALID_CLIENT_KEY: ")
     assert "API 개별 연동 키" in out["apiKey"]
     assert out["secretKey"].startswith("INVALID_CLIENT_KEY")
@@ -332,6 +391,6 @@ def test_widget_in_a_browser(page: Any, live_shop: str) -> None:
     assert "가상계좌" in page.locator(".facts").inner_text()
     page.locator('[data-scenario="virtual_account"]').click()
     page.wait_for_url(re.compile(r"/harness/done\?"))
-    q = dict(parse_qsl(urlsplit(page.url).query))
+    q = query(page.url)
     assert list(q) == ["step", "paymentType", "orderId", "paymentKey", "amount"]
     assert (q["orderId"], q["amount"]) == (order_id, "103000")

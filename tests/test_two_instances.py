@@ -1,6 +1,7 @@
 """Two app instances (two gunicorn servers on two loopback ports) sharing one PostgreSQL
-database, in sandbox mode: the sandbox's state lives in that database too, so both servers talk
-to one Toss. Needs TEST_DATABASE_URL; each test migrates a fresh database of its own.
+database, in sandbox mode: each server mounts the sandbox, and both sandboxes keep their state
+in one database of the sandbox's own (SANDBOX_DATABASE_URL), so both servers talk to one Toss.
+Needs TEST_DATABASE_URL; each test migrates a fresh database of its own.
 
 The rate limit is shared too: with REDIS_URL both servers spend one budget per client.
 """
@@ -14,27 +15,27 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import Engine, create_engine, func, select
-from sqlalchemy.orm import Session
+from flask import Flask
+from sqlalchemy import func, select
 
-from payments.core.models import AuditEntry, Order, Payment, WebhookEvent
+from payments.core.models import Payment, WebhookEvent
+from payments.extensions import db
+from payments.sandbox.testing import SandboxDriver, Window
+from tests.helpers import dispose, get_order, make_app, race, transitions
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SHARED_SECRET_KEY = "two-instances-shared-secret-key"
-T = TypeVar("T")
 
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -53,19 +54,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def base_env(database_url: str) -> dict[str, str]:
-    """Sandbox mode (no Toss keys), one SECRET_KEY for both servers, no embedded worker.
+def base_env(database_url: str, sandbox_database_url: str) -> dict[str, str]:
+    """Sandbox mode (no Toss keys), one SECRET_KEY for both servers, no embedded worker, one
+    sandbox database for both.
 
-    SANDBOX_* settings are app.config only (the environment cannot switch them), so each server
-    runs the sandbox's webhook sender: it delivers the sandbox's webhooks in-process to the
-    server that sends them, where they are only stored (WEBHOOK_WORKER_EMBEDDED=0)."""
-    drop = ("TOSS_", "DATABASE_URL", "APP_ENV", "SECRET_KEY", "PROMETHEUS_", "WEBHOOK_")
+    Each server runs the sandbox's webhook sender: it claims due webhooks in the shared sandbox
+    database and delivers them in-process to its own server, where they are only stored
+    (WEBHOOK_WORKER_EMBEDDED=0)."""
+    drop = ("TOSS_", "DATABASE_URL", "APP_ENV", "SECRET_KEY", "PROMETHEUS_", "WEBHOOK_", "SANDBOX_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(
         APP_ENV="development",
         DATABASE_URL=database_url,
         SECRET_KEY=SHARED_SECRET_KEY,
         WEBHOOK_WORKER_EMBEDDED="0",
+        SANDBOX_DATABASE_URL=sandbox_database_url,
     )
     return env
 
@@ -105,11 +108,8 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int | None:
 class Cluster:
     a: Instance
     b: Instance
-    engine: Engine
+    app: Flask  # the shop on the shared database, for reading what the servers wrote
     tmp: Path
-
-    def session(self) -> Session:
-        return Session(self.engine)
 
 
 @pytest.fixture
@@ -120,12 +120,13 @@ def cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
 
 @contextmanager
 def running_cluster(postgres_url: str, tmp_path: Path, **extra_env: str) -> Iterator[Cluster]:
-    """`flask db upgrade` on a fresh database, then two gunicorn servers on it (the catalog is
-    seeded while they boot)."""
-    env = {**base_env(postgres_url), **extra_env}
+    """`flask db upgrade` on a fresh database (the sandbox creates its tables in its own
+    database then), then two gunicorn servers on them (the catalog is seeded while they boot)."""
+    sandbox_url = "sqlite:///" + str(tmp_path / "toss-sandbox.sqlite3")
+    env = {**base_env(postgres_url, sandbox_url), **extra_env}
     flask_cli(env, "db", "upgrade")
     started: list[Instance] = []
-    engine = create_engine(postgres_url)
+    app = make_app(postgres_url)
     try:
         for name in ("a", "b"):
             port = free_port()
@@ -150,14 +151,14 @@ def running_cluster(postgres_url: str, tmp_path: Path, **extra_env: str) -> Iter
                     pass
                 assert time.monotonic() < deadline, inst.output()
                 time.sleep(0.1)
-        yield Cluster(started[0], started[1], engine, tmp_path)
+        yield Cluster(started[0], started[1], app, tmp_path)
     finally:
         for inst in started:
             if inst.process.poll() is None:
                 inst.process.send_signal(signal.SIGTERM)
         for inst in started:
             stop(inst.process)
-        engine.dispose()
+        dispose(app)
 
 
 def control_socket(path: Path) -> list[str]:
@@ -196,64 +197,21 @@ def order_across_servers(cluster: Cluster, shopper: requests.Session) -> dict[st
     return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', checkout.text))
 
 
-def open_window(base: str, data: dict[str, str], method: str, scenario: str) -> str:
-    """What the widget and window do when the shopper finishes (once): the success URL."""
-    resp = requests.post(
-        base + "/sandbox/api/sessions",
-        json={
-            "clientKey": data["client-key"],
-            "orderId": data["order-id"],
-            "orderName": data["order-name"],
-            "amount": int(data["amount"]),
-            "successUrl": base + "/checkout/success",
-            "failUrl": base + "/checkout/fail",
-            "method": method,
-            "scenario": scenario,
-        },
-        timeout=10,
+def open_window(base: str, data: dict[str, str], method: str, scenario: str) -> Window:
+    """What the widget and window do when the shopper finishes (once): the success redirect."""
+    return SandboxDriver.over_http(base, client_key=data["client-key"]).open_window(
+        data["order-id"],
+        int(data["amount"]),
+        scenario=scenario,
+        order_name=data["order-name"],
+        method=method,
+        success_url=base + "/checkout/success",
+        fail_url=base + "/checkout/fail",
     )
-    assert resp.status_code == 200, resp.text
-    redirect: str = resp.json()["redirectUrl"]
-    return redirect
-
-
-def run_together(calls: list[Callable[[], T]]) -> list[T]:
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(30)
-            results[i] = calls[i]()
-        except BaseException as exc:  # noqa: BLE001 — handed to the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    if errors:
-        raise errors[0]
-    return results
-
-
-def transitions(session: Session, order_id: str) -> list[tuple[str | None, str | None, str]]:
-    rows = session.execute(
-        select(AuditEntry.from_status, AuditEntry.to_status, AuditEntry.source)
-        .join(Order, Order.id == AuditEntry.order_pk)
-        .where(Order.order_id == order_id, AuditEntry.event == "transition")
-        .order_by(AuditEntry.id)
-    ).all()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
 def toss_view(base: str, payment_key: str) -> dict[str, Any]:
-    resp = requests.get(f"{base}/sandbox/api/payments/{payment_key}", timeout=10)
-    assert resp.status_code == 200, resp.text
-    view: dict[str, Any] = resp.json()
-    return view
+    return SandboxDriver.over_http(base).payment(payment_key)
 
 
 # -- (a) one confirmation split across both servers -----------------------------------------------
@@ -263,10 +221,10 @@ def test_confirmations_split_across_two_servers_confirm_once(cluster: Cluster) -
     shopper = requests.Session()
     data = order_across_servers(cluster, shopper)
     order_id, amount = data["order-id"], int(data["amount"])
-    success = open_window(cluster.a.base, data, "카드", "approve")
-    query = parse_qs(urlsplit(success).query)
-    payment_key = query["paymentKey"][0]
-    path_and_query = success[len(cluster.a.base) :]
+    window = open_window(cluster.a.base, data, "카드", "approve")
+    assert window.payment_key is not None, window
+    payment_key = window.payment_key
+    path_and_query = window.redirect_url[len(cluster.a.base) :]
     body = {"paymentKey": payment_key, "orderId": order_id, "amount": amount}
 
     def visit(base: str) -> Callable[[], tuple[str, int, str]]:
@@ -285,7 +243,7 @@ def test_confirmations_split_across_two_servers_confirm_once(cluster: Cluster) -
         return call
 
     calls = [make(inst.base) for inst in (cluster.a, cluster.b) for make in (visit, verify)] * 4
-    answers = run_together(calls)
+    answers = race(calls)
 
     print(f"\n16 doors over two servers: {sorted(answers)}")
     for door, status, detail in answers:
@@ -297,12 +255,11 @@ def test_confirmations_split_across_two_servers_confirm_once(cluster: Cluster) -
     view = toss_view(cluster.b.base, payment_key)
     assert view["sandbox"]["confirmRequests"] == 1
     assert (view["status"], view["orderId"], view["totalAmount"]) == ("DONE", order_id, amount)
-    with cluster.session() as s:
-        order = s.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
-        assert (order.status, order.payment_key) == ("PAID", payment_key)
-        moves = transitions(s, order_id)
-        assert [m[1] for m in moves] == ["CONFIRMING", "PAID"]
-        assert s.scalar(select(func.count()).select_from(Payment)) == 1
+    order = get_order(cluster.app, order_id)
+    assert (order.status, order.payment_key) == ("PAID", payment_key)
+    assert [m[1] for m in transitions(cluster.app, order_id)] == ["CONFIRMING", "PAID"]
+    with cluster.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Payment)) == 1
     # The shopper's session (made on A, used on B) sees the paid order on either server.
     for inst in (cluster.a, cluster.b):
         page = shopper.get(f"{inst.base}/orders/{order_id}", timeout=10)
@@ -334,26 +291,24 @@ def test_webhook_accepted_by_one_server_is_processed_by_a_worker_beside_the_othe
     shopper = requests.Session()
     data = order_across_servers(cluster, shopper)
     order_id = data["order-id"]
-    success = open_window(cluster.a.base, data, "가상계좌", "virtual_account")
-    payment_key = parse_qs(urlsplit(success).query)["paymentKey"][0]
-    landed = shopper.get(cluster.b.base + success[len(cluster.a.base) :], timeout=30)
+    window = open_window(cluster.a.base, data, "가상계좌", "virtual_account")
+    assert window.payment_key is not None, window
+    payment_key = window.payment_key
+    landed = shopper.get(cluster.b.base + window.redirect_url[len(cluster.a.base) :], timeout=30)
     assert 'data-status="AWAITING_DEPOSIT"' in landed.text
 
-    deposit = requests.post(
-        f"{cluster.a.base}/sandbox/api/virtual-accounts/{order_id}/deposit", timeout=10
-    )
-    assert deposit.status_code == 200, deposit.text
+    deposit = SandboxDriver.over_http(cluster.a.base).deposit(order_id)
+    assert deposit.status == 200, deposit.body
     tid = "whtrans_two_instances_0001"
     raw, headers = status_changed(order_id, payment_key, tid)
     ack = requests.post(cluster.a.base + "/api/payment/webhook", data=raw, headers=headers)
     assert ack.status_code == 200, ack.text
 
-    with cluster.session() as s:
-        event = s.execute(select(WebhookEvent).filter_by(transmission_id=tid)).scalar_one()
+    with cluster.app.app_context():
+        event = db.session.execute(select(WebhookEvent).filter_by(transmission_id=tid)).scalar_one()
         assert (event.status, event.payment_key) == ("PENDING", payment_key)
-        # Neither server processes webhooks (no embedded worker): the order waits.
-        status = s.execute(select(Order.status).filter_by(order_id=order_id)).scalar_one()
-        assert status == "AWAITING_DEPOSIT"
+    # Neither server processes webhooks (no embedded worker): the order waits.
+    assert get_order(cluster.app, order_id).status == "AWAITING_DEPOSIT"
 
     worker_env = {**cluster.b.env, "PROMETHEUS_MULTIPROC_DIR": str(cluster.tmp / "metrics-w")}
     log = cluster.tmp / "worker.log"
@@ -365,12 +320,12 @@ def test_webhook_accepted_by_one_server_is_processed_by_a_worker_beside_the_othe
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            with cluster.session() as s:
-                event_status = s.execute(
+            with cluster.app.app_context():
+                event_status = db.session.execute(
                     select(WebhookEvent.status).filter_by(transmission_id=tid)
                 ).scalar_one()
-                status = s.execute(select(Order.status).filter_by(order_id=order_id)).scalar_one()
-            if event_status == "DONE" and status == "PAID":
+                db.session.remove()
+            if event_status == "DONE" and get_order(cluster.app, order_id).status == "PAID":
                 break
             assert worker.poll() is None, log.read_text(errors="replace")
             time.sleep(0.2)
@@ -378,16 +333,17 @@ def test_webhook_accepted_by_one_server_is_processed_by_a_worker_beside_the_othe
         code = stop(worker)
     assert code == 0, log.read_text(errors="replace")  # SIGTERM: finishes the event in hand
 
-    with cluster.session() as s:
+    order = get_order(cluster.app, order_id)
+    assert (order.status, order.payment_key) == ("PAID", payment_key)
+    moves = transitions(cluster.app, order_id)
+    assert moves[-1] == ("AWAITING_DEPOSIT", "PAID", "webhook")
+    assert [m[1] for m in moves].count("PAID") == 1
+    with cluster.app.app_context():
+        s = db.session
         event = s.execute(select(WebhookEvent).filter_by(transmission_id=tid)).scalar_one()
         assert event.status == "DONE", (event.status, event.result, event.last_error)
         assert event.order_id == order_id
         assert (event.result or "").startswith("Toss DONE:")
-        order = s.execute(select(Order).filter_by(order_id=order_id)).scalar_one()
-        assert (order.status, order.payment_key) == ("PAID", payment_key)
-        moves = transitions(s, order_id)
-        assert moves[-1] == ("AWAITING_DEPOSIT", "PAID", "webhook")
-        assert [m[1] for m in moves].count("PAID") == 1
         payment = s.execute(select(Payment).filter_by(payment_key=payment_key)).scalar_one()
         assert (payment.status, payment.balance_amount) == ("DONE", order.amount)
         outcomes = s.execute(select(WebhookEvent.kind, WebhookEvent.status)).all()

@@ -24,6 +24,7 @@ from payments.extensions import db
 from payments.shop.catalog import seed_catalog
 from payments.webhooks.worker import run_once
 from tests.helpers import (
+    CLIENT_KEY,
     CONFIRM_URL,
     SECRET_KEY,
     TOSS,
@@ -122,7 +123,7 @@ def worker_process(database_url: str, toss_base: str, *args: str) -> subprocess.
         "APP_ENV": "testing",
         "SECRET_KEY": "test-secret-key-not-for-production",
         "DATABASE_URL": database_url,
-        "TOSS_CLIENT_KEY": "test_gck_sandbox",
+        "TOSS_CLIENT_KEY": CLIENT_KEY,
         "TOSS_SECRET_KEY": SECRET_KEY,
         "TOSS_SANDBOX": "0",
         "TOSS_API_BASE": toss_base,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from flask_talisman import Talisman
@@ -49,18 +50,33 @@ def checkout_scripts(config: dict[str, Any] | Any) -> list[str]:
     return [e.src.format(TOSS_WIDGET_SCRIPT_URL=url) for e in CHECKOUT_SCRIPTS]
 
 
+def widget_origin(config: dict[str, Any] | Any) -> list[str]:
+    """The origin of an absolute TOSS_WIDGET_SCRIPT_URL that is not Toss's (the stand-alone
+    sandbox, `toss-sandbox serve`), else nothing. The browser loads the script and its
+    stylesheet from there and posts the payment request there; the API base is only called by
+    our server, so it needs no place in the policy."""
+    url = urlsplit(config.get("TOSS_WIDGET_SCRIPT_URL") or "")
+    host = url.hostname or ""
+    if url.scheme not in ("http", "https") or not host:
+        return []
+    if host == "tosspayments.com" or host.endswith(".tosspayments.com"):
+        return []
+    return [f"{url.scheme}://{url.netloc.rpartition('@')[2]}"]
+
+
 def content_security_policy(config: dict[str, Any] | Any) -> dict[str, str | list[str]]:
     """Same-origin by default; Toss only where the widget needs it; scripts also need the nonce."""
     sandbox = bool(config.get("TOSS_SANDBOX"))
     toss_script = [] if sandbox else [TOSS_SCRIPT_HOST]
     toss = [] if sandbox else [TOSS_HOSTS]
+    widget = widget_origin(config)
     return {
         "default-src": "'self'",
-        "script-src": ["'self'", *toss_script],
-        "style-src": "'self'",
+        "script-src": ["'self'", *toss_script, *widget],
+        "style-src": ["'self'", *widget],
         "img-src": ["'self'", "data:", *toss],
         "font-src": "'self'",
-        "connect-src": ["'self'", *toss],
+        "connect-src": ["'self'", *toss, *widget],
         "frame-src": ["'self'", *toss],
         "form-action": "'self'",
         "object-src": "'none'",
