@@ -22,17 +22,16 @@ from werkzeug.security import generate_password_hash
 
 import payments.admin.routes as admin_views
 from payments.admin import queries as dashboard
-from payments.shop.catalog import seed_catalog
-from payments.extensions import db
+from payments.checkout.settle import apply_payment
 from payments.core.models import AuditEntry, Order, Refund, WebhookEvent
 from payments.core.states import Source
-from payments.checkout.settle import apply_payment
+from payments.extensions import db
+from payments.shop.catalog import seed_catalog
 from payments.toss import Payment as TossPayment
-from tests.helpers import TOSS, make_app, payment_json
+from tests.helpers import CONFIRM_URL, TOSS, dispose, get_order, make_app, payment_json
 
 PASSWORD = "correct horse battery"
 HASH = generate_password_hash(PASSWORD)
-CONFIRM = f"{TOSS}/v1/payments/confirm"
 PUBLIC_ENDPOINTS = {"admin.login", "admin.login_submit"}
 
 
@@ -44,12 +43,6 @@ def admin_app(database_url: str, **overrides: Any) -> Flask:
     with app.app_context():
         seed_catalog()
     return app
-
-
-def dispose(app: Flask) -> None:
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
@@ -81,7 +74,7 @@ def pay(
 ) -> Any:
     """Confirm `order` through the API with Toss answering `payment_json(..., **extra)`."""
     toss.upsert(
-        responses.POST, CONFIRM, json=payment_json(order.order_id, order.amount, key, **extra)
+        responses.POST, CONFIRM_URL, json=payment_json(order.order_id, order.amount, key, **extra)
     )
     return client.post(
         "/api/payment/confirm",
@@ -92,7 +85,7 @@ def pay(
 def refuse(
     client: FlaskClient, toss: responses.RequestsMock, order: Order, code: str, status: int
 ) -> Any:
-    toss.upsert(responses.POST, CONFIRM, status=status, json={"code": code, "message": "no"})
+    toss.upsert(responses.POST, CONFIRM_URL, status=status, json={"code": code, "message": "no"})
     return client.post(
         "/api/payment/confirm",
         json={
@@ -137,11 +130,6 @@ def cancel_answer(order: Order, key: str, cancel: int, balance: int) -> dict[str
             }
         ],
     )
-
-
-def order_status(app: Flask, order_id: str) -> str:
-    with app.app_context():
-        return db.session.scalar(select(Order.status).where(Order.order_id == order_id)) or ""
 
 
 def add_webhook(app: Flask, **fields: Any) -> int:
@@ -380,10 +368,10 @@ def test_csrf_is_enforced_on_login_logout_refund_and_replay(
         )
         form = {"amount": "1000", "reason": "고객 요청"}
         assert c.post(f"/admin/orders/{order.order_id}/refunds", data=form).status_code == 400
-        assert order_status(app, order.order_id) == "PAID"
+        assert get_order(app, order.order_id).status == "PAID"
         resp = c.post(f"/admin/orders/{order.order_id}/refunds", data={**form, "csrf_token": token})
         assert resp.status_code == 303
-        assert order_status(app, order.order_id) == "PARTIALLY_REFUNDED"
+        assert get_order(app, order.order_id).status == "PARTIALLY_REFUNDED"
 
         # Logout.
         assert c.post("/admin/logout").status_code == 400
@@ -782,7 +770,7 @@ def test_virtual_account_detail_and_refund_to_an_account(
         "accountNumber": "110123456789",
         "holderName": "김토스",
     }
-    assert order_status(app, order.order_id) == "REFUNDED"
+    assert get_order(app, order.order_id).status == "REFUNDED"
     page = operator.get(f"/admin/orders/{order.order_id}").get_data(as_text=True)
     assert "신한은행 ********6789 김토스" in page
 
@@ -854,7 +842,7 @@ def test_full_refund_through_the_form(
     assert body["cancelReason"] == "고객 요청"
     assert "cancelAmount" not in body  # the whole remaining balance
     assert body["refundableAmount"] == order.amount
-    assert order_status(app, order.order_id) == "REFUNDED"
+    assert get_order(app, order.order_id).status == "REFUNDED"
     page = operator.get(resp.headers["Location"]).get_data(as_text=True)
     assert f"환불되었습니다: {order.amount:,}원" in page
     assert 'data-refund-status="DONE"' in page
@@ -882,7 +870,7 @@ def test_partial_refunds_through_the_form(
     )
 
     assert resp.status_code == 303
-    assert order_status(app, order.order_id) == "PARTIALLY_REFUNDED"
+    assert get_order(app, order.order_id).status == "PARTIALLY_REFUNDED"
     page = operator.get(resp.headers["Location"]).get_data(as_text=True)
     assert "환불되었습니다: 3,000원" in page
     assert f'data-testid="balance">{order.amount - 3000:,}원' in page
@@ -914,7 +902,7 @@ def test_over_refund_is_refused_with_the_message(
     assert f'value="{order.amount + 1}"' in page
     assert 'value="실수"' in page
     assert len(toss.calls) == calls
-    assert order_status(app, order.order_id) == "PAID"
+    assert get_order(app, order.order_id).status == "PAID"
 
 
 @pytest.mark.parametrize(
@@ -963,7 +951,7 @@ def test_refund_refused_by_toss_is_shown(
     page = resp.get_data(as_text=True)
     assert 'data-testid="refund-error" data-code="NOT_CANCELABLE_PAYMENT"' in page
     assert 'data-refund-status="FAILED"' in page
-    assert order_status(app, order.order_id) == "PAID"
+    assert get_order(app, order.order_id).status == "PAID"
 
 
 def test_refund_with_unknown_outcome_says_it_is_being_confirmed(

@@ -13,8 +13,7 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
-from payments.extensions import db
-from payments.core.models import AuditEntry, Order
+from tests.helpers import audit, get_order
 
 GOOD_KEY = "tpk_test_0001"
 BAD_AMOUNTS: list[Any] = [
@@ -61,17 +60,12 @@ def bodies(order_id: str, amount: int) -> list[Any]:
 @pytest.fixture
 def order(app: Flask, place_order: Callable[..., str]) -> tuple[str, int]:
     order_id = place_order()
-    with app.app_context():
-        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
-    return order_id, int(amount)
+    return order_id, get_order(app, order_id).amount
 
 
 def snapshot(app: Flask, order_id: str) -> tuple[str, int]:
-    with app.app_context():
-        o = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        return o.status, db.session.scalar(
-            db.select(db.func.count()).select_from(AuditEntry).filter_by(order_pk=o.id)
-        )
+    """The order's status and how many audit rows it has."""
+    return get_order(app, order_id).status, len(audit(app, order_id))
 
 
 @pytest.mark.parametrize("path", ["/api/payment/verify", "/api/payment/confirm"])

@@ -5,6 +5,7 @@ Every call passes `environ` explicitly, so neither the real environment nor `.en
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,15 @@ from typing import Any
 import pytest
 
 from payments import config as config_module
-from payments.config import ConfigError, load_config
+from payments import create_app
+from payments.config import ConfigError, load_config, variables_read
+from payments.ops.sandbox import INPROCESS_TOSS
+from payments.sandbox import SandboxSettings
+from payments.sandbox.settings import SettingsError
+from tests.helpers import dispose
 
-# Key-shaped strings are built short so a secret scanner never flags this file; the only full
-# keys here are the public docs widget keys and the sandbox's (CONTRACT.md / TOSS.md).
-# Key-shaped fakes: real keys (even the public docs ones) live only in README and .env.example.
+# Key-shaped fakes, built short so a secret scanner never flags this file: real keys (even the
+# public docs ones) live only in README and .env.example.
 DOCS_CLIENT_KEY = "test_gck_fake_key_for_tests"
 DOCS_SECRET_KEY = "test_gsk_fake_key_for_tests"
 TEST_GCK = "test_gck_abc"
@@ -258,7 +263,8 @@ def test_development_without_keys_runs_the_sandbox(tmp_path: Path) -> None:
     assert cfg["TOSS_SANDBOX"] is True
     assert cfg["TOSS_CLIENT_KEY"] == "test_gck_sandbox"
     assert cfg["TOSS_SECRET_KEY"] == "test_gsk_sandbox"
-    assert cfg["TOSS_API_BASE"].startswith("http://toss-sandbox.internal/sandbox")
+    # Left to the mounted sandbox, which points the shop at itself (see the app test below).
+    assert cfg["TOSS_API_BASE"] == ""
     assert cfg["SESSION_COOKIE_SECURE"] is False
     assert cfg["SECRET_KEY"]
 
@@ -311,7 +317,8 @@ def test_sandbox_forced_on_with_test_keys(tmp_path: Path) -> None:
     )
 
     assert cfg["TOSS_SANDBOX"] is True
-    assert cfg["TOSS_API_BASE"].startswith("http://toss-sandbox.internal/sandbox")
+    assert cfg["TOSS_API_BASE"] == ""
+    assert cfg["TOSS_CLIENT_KEY"] == TEST_GCK
 
 
 @pytest.mark.parametrize(
@@ -402,11 +409,6 @@ def test_other_overrides_land_on_the_config(tmp_path: Path) -> None:
 def test_create_app_refuses_production_without_secret_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    try:
-        from payments import create_app
-    except ImportError as exc:  # the app is being built concurrently
-        pytest.skip(f"payments.create_app cannot be imported yet: {exc}")
-
     monkeypatch.delenv("SECRET_KEY", raising=False)
     monkeypatch.setenv("APP_ENV", "development")  # the override below must win
     monkeypatch.setenv("TOSS_CLIENT_KEY", LIVE_GCK)
@@ -418,12 +420,143 @@ def test_create_app_refuses_production_without_secret_key(
     assert names_variable(str(excinfo.value), "SECRET_KEY")
 
 
+def test_sandbox_mode_points_the_shop_at_the_mounted_sandbox(tmp_path: Path) -> None:
+    app = create_app(
+        {
+            "APP_ENV": "testing",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}",
+            "TOSS_SANDBOX": "1",
+            "SANDBOX": {
+                "database_url": f"sqlite:///{tmp_path / 'sandbox.sqlite3'}",
+                "webhooks_enabled": False,
+            },
+        }
+    )
+    try:
+        assert app.config["TOSS_API_BASE"] == INPROCESS_TOSS + "/sandbox"
+        assert app.config["TOSS_WIDGET_SCRIPT_URL"] == "/sandbox/widget/v2/standard"
+        sandbox = app.extensions["sandbox_app"]
+        assert sandbox.config["SQLALCHEMY_DATABASE_URI"].endswith("sandbox.sqlite3")
+        # The sandbox answers to the shop's keys.
+        settings = sandbox.extensions["toss_sandbox"].settings
+        assert (settings.client_key, settings.secret_key) == (
+            app.config["TOSS_CLIENT_KEY"],
+            app.config["TOSS_SECRET_KEY"],
+        )
+    finally:
+        dispose(app)
+
+
+# -- the sandbox's settings ------------------------------------------------------------------------
+
+
+class ReadEnv(dict[str, str]):
+    """An environment that remembers which names were looked up."""
+
+    def __init__(self, data: dict[str, str] | None = None) -> None:
+        super().__init__(data or {})
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def sandbox_variables() -> set[str]:
+    """Every environment variable `SandboxSettings.load` reads."""
+    env = ReadEnv()
+    SandboxSettings.load(environ=env)
+    return env.read
+
+
+def test_sandbox_reads_a_variable_per_setting_but_the_clock() -> None:
+    fields = {f.name for f in dataclasses.fields(SandboxSettings)}
+    assert sandbox_variables() == {f"SANDBOX_{name.upper()}" for name in fields - {"clock"}}
+
+
+def test_sandbox_settings_come_from_the_environment() -> None:
+    settings = SandboxSettings.load(
+        environ={
+            "SANDBOX_DATABASE_URL": "sqlite:////tmp/elsewhere.sqlite3",
+            "SANDBOX_WEBHOOK_URL": "http://127.0.0.1:5000/api/payment/webhook",
+            "SANDBOX_WEBHOOKS_ENABLED": "0",
+            "SANDBOX_WEBHOOK_SCALE": "0.001",
+            "SANDBOX_LATENCY_MS": "250",
+            "SANDBOX_VIRTUAL_ACCOUNT_DAYS": "3",
+            "SANDBOX_WEBHOOK_REORDER": "true",
+        }
+    )
+    assert settings.database_url == "sqlite:////tmp/elsewhere.sqlite3"
+    assert settings.webhook_url == "http://127.0.0.1:5000/api/payment/webhook"
+    assert settings.webhooks_enabled is False
+    assert settings.webhook_scale == 0.001
+    assert settings.latency_ms == 250
+    assert settings.virtual_account_days == 3
+    assert settings.webhook_reorder is True
+
+
+def test_sandbox_defaults_without_an_environment() -> None:
+    settings = SandboxSettings.load(environ={})
+    assert settings.database_url is None  # its own SQLite file in the instance folder
+    assert settings.virtual_account_days == 7
+    assert settings.webhooks_enabled is True
+    assert settings.latency_ms == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SANDBOX_LATENCY_MS", "fast"),
+        ("SANDBOX_LATENCY_MS", "-1"),
+        ("SANDBOX_WEBHOOK_SCALE", "lots"),
+        ("SANDBOX_WEBHOOK_SCALE", "nan"),
+        ("SANDBOX_WEBHOOK_DELAY", "-0.5"),
+        ("SANDBOX_WEBHOOK_DUPLICATES", "2.5"),
+        ("SANDBOX_WEBHOOKS_ENABLED", "maybe"),
+        ("SANDBOX_WEBHOOK_REORDER", "2"),
+        ("SANDBOX_VIRTUAL_ACCOUNT_DAYS", "0"),
+        ("SANDBOX_VIRTUAL_ACCOUNT_DAYS", "31"),
+        ("SANDBOX_VIRTUAL_ACCOUNT_DAYS", "seven"),
+        ("SANDBOX_SLOW_CONFIRM_SECONDS", "inf"),
+        ("SANDBOX_WEBHOOK_URL", "shop.example/webhook"),
+    ],
+)
+def test_a_bad_sandbox_setting_names_its_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as excinfo:
+        SandboxSettings.load(environ={name: value})
+    assert names_variable(str(excinfo.value), name), str(excinfo.value)
+
+
+def test_sandbox_overrides_win_over_the_environment() -> None:
+    env = {"SANDBOX_LATENCY_MS": "900", "SANDBOX_WEBHOOK_URL": "http://env.example/hook"}
+    settings = SandboxSettings.load(
+        {"latency_ms": 5, "webhook_url": "http://override.example/hook"}, environ=env
+    )
+    assert settings.latency_ms == 5
+    assert settings.webhook_url == "http://override.example/hook"
+    # An override is checked like the environment is.
+    with pytest.raises(SettingsError, match="SANDBOX_VIRTUAL_ACCOUNT_DAYS"):
+        SandboxSettings.load({"virtual_account_days": 90}, environ={})
+    with pytest.raises(SettingsError, match="no_such_setting"):
+        SandboxSettings.load({"no_such_setting": 1}, environ={})
+
+
+def test_the_shop_no_longer_reads_sandbox_variables(tmp_path: Path) -> None:
+    assert not {name for name in variables_read() if name.startswith("SANDBOX_")}
+    cfg = load(tmp_path, {"SANDBOX_LATENCY_MS": "not a number"})
+    assert not any(key.startswith("SANDBOX_") for key in cfg)
+
+
+# -- documentation ---------------------------------------------------------------------------------
+
+
 def test_env_example_lists_every_variable() -> None:
-    """Every variable the config reads (and gunicorn.conf.py) is documented in .env.example."""
-    import re
-
-    from payments.config import variables_read
-
+    """Every variable the shop's config, the sandbox's settings and gunicorn.conf.py read is
+    documented in .env.example."""
     root = Path(__file__).resolve().parents[1]
     example = (root / ".env.example").read_text()
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.M))
@@ -433,5 +566,7 @@ def test_env_example_lists_every_variable() -> None:
             (root / "gunicorn.conf.py").read_text(),
         )
     )
-    missing = (variables_read() | gunicorn) - listed
+    sandbox = sandbox_variables()
+    assert "SANDBOX_DATABASE_URL" in sandbox
+    missing = (variables_read() | sandbox | gunicorn) - listed
     assert missing == set()

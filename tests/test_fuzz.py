@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
 from payments.core.errors import ServiceError
-from payments.extensions import db
 from payments.core.models import Order, Payment, Refund, WebhookEvent
+from payments.extensions import db
+from payments.shop.catalog import seed_catalog
 from payments.webhooks.inbox import classify, parse_body
-from tests.helpers import make_app
+from tests.helpers import dispose, sandbox_app
 
 SETTINGS = settings(
     max_examples=400,
@@ -50,25 +51,23 @@ field_values = st.one_of(
 
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """The shop with the sandbox mounted (its routes are fuzzed too), rate limits off."""
     db_file = tmp_path_factory.mktemp("fuzz") / "fuzz.sqlite3"
-    app = make_app(f"sqlite:///{db_file}", TOSS_SANDBOX="1", TOSS_CLIENT_KEY="",
-                   TOSS_SECRET_KEY="", TOSS_API_BASE="", SANDBOX_WEBHOOKS_ENABLED=False,
-                   SANDBOX_SLOW_CONFIRM_SECONDS=0, RATELIMIT_ENABLED=False)  # fmt: skip
+    app = sandbox_app(f"sqlite:///{db_file}", sandbox={"slow_confirm_seconds": 0})
     with app.app_context():
-        from payments.shop.catalog import seed_catalog
-
         seed_catalog()
     yield app
-    with app.app_context():
-        db.engine.dispose()
+    dispose(app)
 
 
 def routes(app: Flask) -> list[tuple[Rule, str]]:
+    """Every route of the shop and of its mounted sandbox (reached through the shop)."""
     out = []
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.rule.startswith("/sandbox/static"):
-            continue
-        out.extend((rule, m) for m in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}))
+    for served in (app, app.extensions["sandbox_app"]):
+        for rule in served.url_map.iter_rules():
+            if rule.endpoint == "static" or rule.rule.startswith("/sandbox/static"):
+                continue
+            out.extend((rule, m) for m in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}))
     return out
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from payments.sandbox.testing import SandboxDriver
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -33,12 +35,14 @@ def gunicorn_shop(tmp_path: Path) -> Iterator[str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("TOSS_", "DATABASE_URL", "APP_ENV", "SECRET_KEY"))
+        if not k.startswith(("TOSS_", "DATABASE_URL", "APP_ENV", "SECRET_KEY", "SANDBOX_"))
     }
     env.update(
         APP_ENV="development",
         DATABASE_URL=f"sqlite:///{tmp_path / 'shop.sqlite3'}",
         SECRET_KEY="gunicorn-test-secret-key",
+        # The sandbox (on: no Toss keys) keeps its own database, here beside the shop's.
+        SANDBOX_DATABASE_URL=f"sqlite:///{tmp_path / 'sandbox.sqlite3'}",
     )
     for command in (["db", "upgrade"], ["seed"]):
         subprocess.run(
@@ -93,22 +97,17 @@ def test_single_sync_worker_completes_a_checkout(gunicorn_shop: str, scenario: s
     assert data["success-url"] == gunicorn_shop + "/checkout/success"
 
     # What the widget and payment window do when the shopper picks the outcome.
-    session = requests.post(
-        gunicorn_shop + "/sandbox/api/sessions",
-        json={
-            "clientKey": data["client-key"],
-            "orderId": data["order-id"],
-            "orderName": data["order-name"],
-            "amount": int(data["amount"]),
-            "successUrl": data["success-url"],
-            "failUrl": data["fail-url"],
-            "method": "가상계좌" if scenario == "virtual_account" else "카드",
-            "scenario": scenario,
-        },
-        timeout=10,
+    toss = SandboxDriver.over_http(gunicorn_shop, client_key=data["client-key"])
+    window = toss.open_window(
+        data["order-id"],
+        int(data["amount"]),
+        scenario=scenario,
+        order_name=data["order-name"],
+        method="가상계좌" if scenario == "virtual_account" else "카드",
+        success_url=data["success-url"],
+        fail_url=data["fail-url"],
     )
-    assert session.status_code == 200, session.text
-    landed = shopper.get(session.json()["redirectUrl"], timeout=30)
+    landed = shopper.get(window.redirect_url, timeout=30)
 
     expected = "AWAITING_DEPOSIT" if scenario == "virtual_account" else "PAID"
     assert landed.status_code == 200
@@ -117,11 +116,8 @@ def test_single_sync_worker_completes_a_checkout(gunicorn_shop: str, scenario: s
     assert f"{int(data['amount']):,}원" in landed.text
 
     if scenario == "virtual_account":
-        deposit = requests.post(
-            f"{gunicorn_shop}/sandbox/api/virtual-accounts/{data['order-id']}/deposit",
-            timeout=10,
-        )
-        assert deposit.status_code == 200, deposit.text
+        deposit = toss.deposit(data["order-id"])
+        assert deposit.status == 200, deposit.body
         deadline = time.monotonic() + 20
         status = ""
         while time.monotonic() < deadline and status != "PAID":

@@ -16,12 +16,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from payments.admin.refunds import request_refund
-from payments.core.models import Order
-from payments.extensions import db
 from payments.ops.logs import _PATTERNS, RedactingFilter, configure_logging, redact
 from payments.toss import RefundAccount
 from payments.webhooks.worker import run_once
-from tests.helpers import CONFIRM_URL, SECRET_KEY, TOSS, make_app, payment_json
+from tests.helpers import (
+    CONFIRM_URL,
+    SECRET_KEY,
+    TOSS,
+    get_order,
+    make_app,
+    payment_json,
+    success_url,
+)
 
 PK = "tviva20261122secretKey0001"
 ACCOUNT = "110123456789"
@@ -47,8 +53,7 @@ def test_a_checkout_a_webhook_and_a_refund_leak_nothing(
     captured: io.StringIO,
 ) -> None:
     order_id = place_order()
-    with app.app_context():
-        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
+    amount = get_order(app, order_id).amount
     va = {
         "method": "가상계좌",
         "card": {"number": CARD},
@@ -56,9 +61,7 @@ def test_a_checkout_a_webhook_and_a_refund_leak_nothing(
         "virtualAccount": {"accountNumber": ACCOUNT, "bankCode": "88", "customerName": "김토스"},
     }
     toss.post(CONFIRM_URL, json=payment_json(order_id, amount, PK, **va))
-    client.get(
-        f"/checkout/success?paymentType=NORMAL&orderId={order_id}&paymentKey={PK}&amount={amount}"
-    )
+    client.get(success_url(order_id, PK, amount))
     client.get(f"/api/payment/{PK}")
     toss.get(f"{TOSS}/v1/payments/{PK}", json=payment_json(order_id, amount, PK, **va))
     body = {"eventType": "PAYMENT_STATUS_CHANGED", "createdAt": "2026-11-22T10:00:00.000000",
@@ -72,9 +75,7 @@ def test_a_checkout_a_webhook_and_a_refund_leak_nothing(
     toss.post(f"{TOSS}/v1/payments/{PK}/cancel", status=500, json={"code": "FAILED_REFUND_PROCESS",
               "message": f"account {ACCOUNT} failed"})  # fmt: skip
     with app.app_context(), pytest.raises(Exception):  # noqa: B017,PT011 — any refusal will do
-        request_refund(
-            order_id, 1000, "로그 테스트", RefundAccount("88", ACCOUNT, "김토스"), "op"
-        )
+        request_refund(order_id, 1000, "로그 테스트", RefundAccount("88", ACCOUNT, "김토스"), "op")
     # The line the development server writes for the success redirect.
     logging.getLogger("werkzeug").info(
         '127.0.0.1 - - "GET /checkout/success?paymentType=NORMAL&orderId=%s&paymentKey=%s'

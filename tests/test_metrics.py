@@ -19,11 +19,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from payments.extensions import db
-from payments.core.models import Order
 from payments.admin.refunds import request_refund
 from payments.webhooks.worker import run_once
-from tests.helpers import CONFIRM_URL, TOSS, make_app, payment_json
+from tests.helpers import CONFIRM_URL, TOSS, get_order, make_app, payment_json, success_url
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -53,14 +51,11 @@ def test_counters_move_with_a_checkout_a_webhook_and_a_refund(
 ) -> None:
     before = scrape(client)
     order_id = place_order()
-    with app.app_context():
-        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
+    amount = get_order(app, order_id).amount
     pk = "tpk_metrics_0001"
     toss.post(CONFIRM_URL, json=payment_json(order_id, amount, pk))
-    client.get(f"/checkout/success?paymentType=NORMAL&orderId={order_id}&paymentKey={pk}&amount=1")
-    client.get(
-        f"/checkout/success?paymentType=NORMAL&orderId={order_id}&paymentKey={pk}&amount={amount}"
-    )
+    client.get(success_url(order_id, pk, 1))
+    client.get(success_url(order_id, pk, amount))
     toss.get(f"{TOSS}/v1/payments/{pk}", json=payment_json(order_id, amount, pk))
     body = {"eventType": "PAYMENT_STATUS_CHANGED", "createdAt": "2026-11-22T10:00:00.000000",
             "data": payment_json(order_id, amount, pk)}  # fmt: skip
@@ -135,12 +130,18 @@ def free_port() -> int:
 
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOSS_", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TOSS_", "DATABASE_URL", "SANDBOX_"))
+    }
     env.update(
         APP_ENV="development",
         DATABASE_URL=f"sqlite:///{tmp_path / 'shop.sqlite3'}",
         SECRET_KEY="metrics-test-secret-key",
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        # The sandbox (on: no Toss keys) keeps its own database, here beside the shop's.
+        SANDBOX_DATABASE_URL=f"sqlite:///{tmp_path / 'sandbox.sqlite3'}",
         SANDBOX_WEBHOOKS_ENABLED="0",
     )
     for command in (["db", "upgrade"], ["seed"]):

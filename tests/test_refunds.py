@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,12 +14,23 @@ from flask.testing import FlaskClient
 
 from payments.admin.refunds import parse_refund_form, request_refund
 from payments.core.errors import ServiceError
-from payments.core.models import AuditEntry, Order, Payment, Refund
+from payments.core.models import Order, Payment, Refund
 from payments.extensions import db
 from payments.ops.reconcile import reconcile
+from payments.sandbox.testing import SandboxDriver
 from payments.shop.catalog import seed_catalog
 from payments.toss import RefundAccount
-from tests.helpers import CONFIRM_URL, TOSS, make_app, payment_json
+from tests.helpers import (
+    CONFIRM_URL,
+    TOSS,
+    Shopper,
+    dispose,
+    get_order,
+    payment_json,
+    race,
+    sandbox_app,
+    transitions,
+)
 
 PK = "tpk_refund_0001"
 CANCEL = f"{TOSS}/v1/payments/{PK}/cancel"
@@ -30,8 +40,7 @@ def paid_order(
     app: Flask, client: FlaskClient, toss: responses.RequestsMock, place: Any, **extra: Any
 ) -> Order:
     order_id = place()
-    with app.app_context():
-        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
+    amount = get_order(app, order_id).amount
     toss.post(CONFIRM_URL, json=payment_json(order_id, amount, PK, **extra))
     resp = client.post(
         "/api/payment/verify", json={"paymentKey": PK, "orderId": order_id, "amount": amount}
@@ -77,17 +86,6 @@ def refund(
         db.session.refresh(done)
         db.session.expunge(done)
         return done
-
-
-def transitions(app: Flask, order_id: str) -> list[tuple[str | None, str | None, str]]:
-    with app.app_context():
-        order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        rows = db.session.scalars(
-            db.select(AuditEntry)
-            .filter_by(order_pk=order.id, event="transition")
-            .order_by(AuditEntry.id)
-        )
-        return [(a.from_status, a.to_status, a.source) for a in rows]
 
 
 @pytest.fixture
@@ -319,72 +317,39 @@ def test_shopper_sees_refunds_and_the_receipt(
 
 
 @pytest.fixture
-def sandbox_app(database_url: str) -> Iterator[Flask]:
-    app = make_app(
-        database_url,
-        TOSS_CLIENT_KEY="",
-        TOSS_SECRET_KEY="",
-        TOSS_SANDBOX="1",
-        TOSS_API_BASE="",
-        SANDBOX_WEBHOOKS_ENABLED=False,
-    )
+def sandboxed(database_url: str) -> Iterator[Flask]:
+    app = sandbox_app(database_url)
     with app.app_context():
         seed_catalog()
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    dispose(app)
 
 
-def test_concurrent_refunds_never_exceed_the_paid_amount(sandbox_app: Flask) -> None:
-    shopper = sandbox_app.test_client()
-    shopper.post("/cart", data={"product_id": "1", "quantity": "2"})
-    order_id = shopper.post("/orders").headers["Location"].rsplit("/", 1)[-1]
-    with sandbox_app.app_context():
-        order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        amount, order_name = order.amount, order.order_name
-    session = shopper.post(
-        "/sandbox/api/sessions",
-        json={
-            "clientKey": "test_gck_sandbox",
-            "orderId": order_id,
-            "orderName": order_name,
-            "amount": amount,
-            "successUrl": "http://localhost/checkout/success",
-            "failUrl": "http://localhost/checkout/fail",
-            "method": "카드",
-            "scenario": "approve",
-        },
-    )
-    landed = shopper.get(session.get_json()["redirectUrl"].replace("http://localhost", ""))
-    assert landed.status_code == 303
-    assert load(sandbox_app, order_id).status == "PAID"
+def test_concurrent_refunds_never_exceed_the_paid_amount(sandboxed: Flask) -> None:
+    shopper = Shopper(sandboxed, sandboxed.test_client())
+    order_id = shopper.place_order({shopper.product_ids()[0]: 2})
+    amount = get_order(sandboxed, order_id).amount
+    assert shopper.pay_in_sandbox(order_id, amount).status_code == 303
+    assert get_order(sandboxed, order_id).status == "PAID"
 
     share = amount * 2 // 5  # three of these would be 120 % of the payment
-    barrier = threading.Barrier(6)
-    outcomes: list[str] = []
 
-    def operator() -> None:
-        with sandbox_app.app_context():
-            barrier.wait()
+    def operator() -> str:
+        with sandboxed.app_context():
             try:
                 request_refund(order_id, share, "동시 환불", None, "op")
-                outcomes.append("DONE")
+                return "DONE"
             except ServiceError as exc:
-                outcomes.append(exc.code)
+                return exc.code
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=operator) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = race([operator] * 6)
 
-    with sandbox_app.app_context():
+    with sandboxed.app_context():
         done = db.session.scalars(db.select(Refund).filter_by(status="DONE")).all()
         payment = db.session.scalars(db.select(Payment)).one()
-        toss_view = shopper.get(f"/sandbox/api/payments/{payment.payment_key}").get_json()
+    toss_view = SandboxDriver.in_process(shopper.client).payment(payment.payment_key)
     refunded = sum(r.amount for r in done)
     assert refunded <= amount
     assert 1 <= len(done) <= 2

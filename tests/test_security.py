@@ -6,16 +6,19 @@ import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_talisman import Talisman
 
 from payments.extensions import csrf
-from payments.ops.security import PRODUCTION_HEADERS, SECURITY_HEADERS
-from tests.helpers import make_app
+from payments.ops.security import (
+    PRODUCTION_HEADERS,
+    SECURITY_HEADERS,
+    content_security_policy,
+)
+from payments.shop.catalog import seed_catalog
+from tests.helpers import dispose, make_app, sandbox_app
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE = {
@@ -31,7 +34,6 @@ CSRF_EXEMPT = {
     # Toss webhooks: stored, then re-checked with Toss (or signature/secret-checked).
     "hooks.receive",
 }
-SANDBOX_PREFIX = "sandbox"  # the offline Toss, absent in production
 
 
 def exempt(app: Flask, endpoint: str) -> bool:
@@ -42,23 +44,26 @@ def exempt(app: Flask, endpoint: str) -> bool:
 
 
 def test_only_the_json_api_and_webhooks_skip_csrf(database_url: str) -> None:
-    app = make_app(database_url, TOSS_SANDBOX="1", TOSS_CLIENT_KEY="", TOSS_SECRET_KEY="",
-                   TOSS_API_BASE="", WTF_CSRF_ENABLED=True)  # fmt: skip
+    app = sandbox_app(database_url, WTF_CSRF_ENABLED=True)
     unsafe = {
         rule.endpoint
         for rule in app.url_map.iter_rules()
         if rule.methods and rule.methods & {"POST", "PUT", "PATCH", "DELETE"}
     }
-    skipped = {e for e in unsafe if exempt(app, e) and not e.startswith(SANDBOX_PREFIX)}
-    assert skipped == CSRF_EXEMPT, "a new CSRF-exempt endpoint appeared: justify it here"
-    for endpoint in unsafe - skipped:
-        if not endpoint.startswith(SANDBOX_PREFIX):
-            assert not exempt(app, endpoint)
+    try:
+        skipped = {e for e in unsafe if exempt(app, e)}
+        assert skipped == CSRF_EXEMPT, "a new CSRF-exempt endpoint appeared: justify it here"
+        # The mounted sandbox is an app of its own: none of its routes is one of the shop's.
+        assert not any(e.startswith("sandbox") for e in unsafe)
+    finally:
+        dispose(app)
 
 
 def test_production_has_no_sandbox_and_no_other_exemption(database_url: str) -> None:
     app = make_app(database_url, **LIVE)
-    assert not any(r.rule.startswith("/sandbox") for r in app.url_map.iter_rules())
+    assert "sandbox_app" not in app.extensions
+    widget = app.test_client().get("/sandbox/widget/v2/standard", base_url="https://shop.example")
+    assert widget.status_code == 404
     unsafe = {r.endpoint for r in app.url_map.iter_rules() if r.methods and "POST" in r.methods}
     assert {e for e in unsafe if exempt(app, e)} == CSRF_EXEMPT
 
@@ -75,31 +80,61 @@ def test_security_headers_on_every_response(client: object, path: str) -> None:
     assert "Strict-Transport-Security" not in resp.headers  # development: no HSTS on http
 
 
-NONCE = re.compile(r"'nonce-[^']+'")
 PAGES = ["/", "/cart", "/checkout/fail?code=X", "/no-such-page", "/metrics", "/healthz"]
 
 
-def talisman_headers(resp: Any) -> dict[str, str]:
-    names = set(SECURITY_HEADERS) | set(PRODUCTION_HEADERS) | {"Location"}
-    return {k: NONCE.sub("'nonce-N'", v) for k, v in resp.headers.items() if k in names}
+def csp_directives(header: str) -> dict[str, set[str]]:
+    """A Content-Security-Policy header as {directive: its sources}."""
+    out = {}
+    for part in header.split(";"):
+        words = part.split()
+        if words:
+            out[words[0]] = set(words[1:])
+    return out
 
 
-@pytest.mark.parametrize("env", ["development", "production"])
-def test_cached_security_headers_are_talismans_own(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, env: str
-) -> None:
-    """Every page, over HTTP and HTTPS, carries exactly what plain Talisman would add."""
+def expected_csp(app: Flask) -> dict[str, set[str]]:
+    """The documented policy (payments.ops.security) for this app's configuration."""
+    return {
+        name: {value} if isinstance(value, str) else set(value)
+        for name, value in content_security_policy(app.config).items()
+    }
+
+
+@pytest.mark.parametrize("env", ["testing", "production"])
+def test_every_page_carries_the_documented_headers_and_policy(database_url: str, env: str) -> None:
+    """Every page, served over HTTPS, carries each documented security header and exactly the
+    documented policy (plus this response's nonce for scripts); production adds HSTS."""
     config = {**LIVE, "SECRET_KEY": "a-long-production-secret-key"} if env == "production" else {}
-    cached = make_app(database_url, **config)
-    monkeypatch.setattr("payments.security.HeaderCachingTalisman", Talisman)
-    plain = make_app(database_url, **config)
-    for base in ("http://shop.example", "https://shop.example"):
-        for path in PAGES:
-            for _ in range(2):  # the second answer comes from the cache
-                ours = cached.test_client().get(path, base_url=base)
-                theirs = plain.test_client().get(path, base_url=base)
-                assert ours.status_code == theirs.status_code
-                assert talisman_headers(ours) == talisman_headers(theirs), (base, path)
+    app = make_app(database_url, **config)
+    for path in PAGES:
+        resp = app.test_client().get(path, base_url="https://shop.example")
+        assert resp.status_code < 500, path
+        for name in SECURITY_HEADERS:
+            assert name in resp.headers, f"{name} missing on {path}"
+        directives = csp_directives(resp.headers["Content-Security-Policy"])
+        nonces = {s for s in directives.get("script-src", set()) if s.startswith("'nonce-")}
+        assert len(nonces) == 1, path
+        directives["script-src"] -= nonces
+        assert directives == expected_csp(app), path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+        for name in PRODUCTION_HEADERS:
+            assert (name in resp.headers) == (env == "production"), (name, path)
+
+
+def test_the_policy_allows_toss_only_when_talking_to_toss(database_url: str) -> None:
+    real = make_app(database_url)
+    sandbox = sandbox_app(database_url)
+    try:
+        with_toss = csp_directives(real.test_client().get("/").headers["Content-Security-Policy"])
+        offline = csp_directives(sandbox.test_client().get("/").headers["Content-Security-Policy"])
+    finally:
+        dispose(sandbox)
+    assert "https://js.tosspayments.com" in with_toss["script-src"]
+    assert "https://*.tosspayments.com" in with_toss["frame-src"]
+    assert not any("tosspayments" in src for srcs in offline.values() for src in srcs)
 
 
 def test_each_response_gets_its_own_nonce_in_header_and_page(
@@ -146,8 +181,6 @@ def test_session_cookie_flags(client: object, database_url: str) -> None:
 
     prod = make_app(database_url, **LIVE, SECRET_KEY="a-long-production-secret-key")
     with prod.app_context():
-        from payments.shop.catalog import seed_catalog
-
         seed_catalog()
     client = prod.test_client()
     resp = client.post("/cart", data={"product_id": "1"}, base_url="https://shop.example")

@@ -10,9 +10,12 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
+from payments.access import order_token
+from payments.checkout.routes import public_url
+from payments.core.models import Order, OrderLine, Product
 from payments.extensions import db
-from payments.core.models import AuditEntry, Order, OrderLine, Product
-from tests.helpers import CONFIRM_URL, make_app, payment_json
+from payments.shop.catalog import seed_catalog
+from tests.helpers import CONFIRM_URL, audit, get_order, make_app, payment_json
 
 
 def test_catalog_lists_seeded_products_in_korean_won(client: FlaskClient) -> None:
@@ -119,9 +122,7 @@ def test_checkout_page_carries_the_stored_amount_and_absolute_urls(
 ) -> None:
     order_id = place_order()
     html = client.get(f"/checkout/{order_id}").get_data(as_text=True)
-    with app.app_context():
-        order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-    assert f'data-amount="{order.amount}"' in html
+    assert f'data-amount="{get_order(app, order_id).amount}"' in html
     assert f'data-order-id="{order_id}"' in html
     assert 'data-success-url="http://localhost/checkout/success"' in html
     assert 'data-fail-url="http://localhost/checkout/fail"' in html
@@ -135,8 +136,6 @@ def test_checkout_page_carries_the_stored_amount_and_absolute_urls(
 def test_public_base_url_builds_toss_redirects(database_url: str) -> None:
     app = make_app(database_url, PUBLIC_BASE_URL="https://shop.example.kr")
     with app.test_request_context():
-        from payments.web import public_url
-
         assert public_url("checkout.success") == "https://shop.example.kr/checkout/success"
 
 
@@ -151,8 +150,6 @@ def test_order_pages_belong_to_their_owner(
     assert stranger.get(f"/orders/{order_id}?t=forged.token.value").status_code == 404
 
     with app.test_request_context():
-        from payments.web import order_token
-
         token = order_token(order_id)
         other = order_token("another-order-id-000001")
     assert stranger.get(f"/orders/{order_id}?t={token}").status_code == 200
@@ -166,8 +163,7 @@ def test_payment_api_is_for_the_owner_only(
     place_order: Callable[..., str],
 ) -> None:
     order_id = place_order()
-    with app.app_context():
-        amount = db.session.execute(db.select(Order.amount).filter_by(order_id=order_id)).scalar()
+    amount = get_order(app, order_id).amount
     toss.post(CONFIRM_URL, json=payment_json(order_id, amount, "tpk_owned_0001"))
     client.post(
         "/api/payment/verify",
@@ -194,11 +190,8 @@ def test_fail_redirect_keeps_the_order_payable(
     assert resp.status_code == 200
     assert "결제를 취소했습니다" in html
     assert f"/checkout/{order_id}" in html  # pay again
-    with app.app_context():
-        order = db.session.execute(db.select(Order).filter_by(order_id=order_id)).scalar_one()
-        assert order.status == "PENDING"
-        events = db.session.scalars(db.select(AuditEntry.event).filter_by(order_pk=order.id))
-        assert "payment_failed" in list(events)
+    assert get_order(app, order_id).status == "PENDING"
+    assert "payment_failed" in [event for event, *_ in audit(app, order_id)]
     assert client.get(f"/checkout/{order_id}").status_code == 200
 
 
@@ -216,8 +209,6 @@ def test_fail_page_hides_other_peoples_orders(app: Flask, place_order: Callable[
 def test_csrf_protects_shop_forms(database_url: str) -> None:
     app = make_app(database_url, WTF_CSRF_ENABLED=True)
     with app.app_context():
-        from payments.shop.catalog import seed_catalog
-
         seed_catalog()
     browser = app.test_client()
     refused = browser.post("/cart", data={"product_id": "1"})
@@ -232,3 +223,29 @@ def test_csrf_protects_shop_forms(database_url: str) -> None:
     api = browser.post("/api/payment/verify", json={})
     assert api.status_code == 400
     assert api.get_json()["code"] == "INVALID_REQUEST"
+
+
+def test_the_cached_catalog_carries_each_visitors_own_csrf_token(database_url: str) -> None:
+    """The catalog is read once per cache period; the page around it is each visitor's own."""
+    app = make_app(database_url, WTF_CSRF_ENABLED=True)
+    with app.app_context():
+        seed_catalog()
+        product_id = db.session.scalars(db.select(Product.id).order_by(Product.id)).first()
+    shoppers = [app.test_client() for _ in range(2)]
+    tokens = []
+    for shopper in shoppers:
+        html = shopper.get("/").get_data(as_text=True)
+        found = re.findall(r'name="csrf_token" value="([^"]+)"', html)
+        assert len(found) == html.count('class="product card"') >= 6
+        assert len(set(found)) == 1
+        tokens.append(found[0])
+    assert tokens[0] != tokens[1]
+
+    def add(shopper: FlaskClient, token: str) -> int:
+        form = {"csrf_token": token, "action": "add", "return_to": "catalog",
+                "product_id": product_id, "quantity": "1"}  # fmt: skip
+        return shopper.post("/cart", data=form).status_code
+
+    # A card's form, as the browser sends it, works with its own page's token only.
+    assert add(shoppers[0], tokens[1]) == 400
+    assert add(shoppers[0], tokens[0]) == 303

@@ -6,7 +6,6 @@ import base64
 import json
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +19,12 @@ from payments.toss import (
     TossError,
     TossNetworkError,
 )
+from tests.helpers import CONFIRM_URL, SECRET_KEY, TOSS, error_json, fixture
 
-BASE = "https://api.tosspayments.com"
-CONFIRM_URL = f"{BASE}/v1/payments/confirm"
-# The built-in sandbox's secret key (CONTRACT.md): never a real key in tests.
-SECRET = "test_gsk_sandbox"
+BASE = TOSS
+# The built-in sandbox's secret key: never a real key in tests.
+SECRET = SECRET_KEY
 EXPECTED_AUTH = "Basic " + base64.b64encode(f"{SECRET}:".encode()).decode("ascii")
-FIXTURES = Path(__file__).parent / "fixtures" / "toss"
 
 PAYMENT_KEY = "tgen_20240905121809Abc12"
 ORDER_ID = "ord_7Hq2xK9mPz4LwR8t"
@@ -38,19 +36,19 @@ IDEM_KEY = "confirm:ord_7Hq2xK9mPz4LwR8t:tgen_20240905121809Abc12"
 
 
 def load_fixture(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    """A recorded Toss answer under tests/fixtures/toss, as Toss sent it."""
+    data: dict[str, Any] = fixture(f"toss/{name}")
     return data
 
 
-def payment_json(**changes: Any) -> dict[str, Any]:
-    """A DONE card payment (the fixture) with some fields changed."""
+def recorded_payment(**changes: Any) -> dict[str, Any]:
+    """The recorded DONE card payment (PAYMENT_KEY, ORDER_ID, AMOUNT) with some fields changed.
+
+    Unlike `tests.helpers.payment_json`, which rewrites it for a shop's order, this is the
+    fixture's own values, which the parsing tests below check field by field."""
     data = load_fixture("payment_done_card.json")
     data.update(changes)
     return data
-
-
-def error_json(code: str, message: str = "오류가 발생했습니다.") -> dict[str, str]:
-    return {"code": code, "message": message}
 
 
 def sent_json(call: Any) -> dict[str, Any]:
@@ -139,7 +137,7 @@ def test_authorization_is_basic_secret_key_with_trailing_colon(
     url: str,
     call: Callable[[TossClient], Payment],
 ) -> None:
-    rsps.add(method, url, json=payment_json())
+    rsps.add(method, url, json=recorded_payment())
 
     call(client)
 
@@ -160,7 +158,7 @@ def test_empty_secret_key_is_refused() -> None:
 def test_confirm_posts_json_body_with_idempotency_key(
     client: TossClient, rsps: responses.RequestsMock
 ) -> None:
-    rsps.add(responses.POST, CONFIRM_URL, json=payment_json())
+    rsps.add(responses.POST, CONFIRM_URL, json=recorded_payment())
 
     payment = do_confirm(client)
 
@@ -190,7 +188,7 @@ def test_get_calls_send_no_idempotency_key_and_no_body(
     url: str,
     call: Callable[[TossClient], Payment],
 ) -> None:
-    rsps.add(responses.GET, url, json=payment_json())
+    rsps.add(responses.GET, url, json=recorded_payment())
 
     payment = call(client)
 
@@ -225,7 +223,7 @@ def test_explicit_connect_read_timeout_tuple_via_session(
     client = TossClient(
         SECRET, BASE, connect_timeout=3.0, read_timeout=45.0, session=session, sleep=sleeps
     )
-    rsps.add(responses.GET, f"{BASE}/v1/payments/{PAYMENT_KEY}", json=payment_json())
+    rsps.add(responses.GET, f"{BASE}/v1/payments/{PAYMENT_KEY}", json=recorded_payment())
 
     client.get_payment(PAYMENT_KEY)
 
@@ -245,7 +243,7 @@ def test_default_timeouts_are_explicit_on_every_attempt(
 
     monkeypatch.setattr(client.session, "request", recording)
     rsps.add(responses.POST, CONFIRM_URL, body=requests.exceptions.ReadTimeout())
-    rsps.add(responses.POST, CONFIRM_URL, json=payment_json())
+    rsps.add(responses.POST, CONFIRM_URL, json=recorded_payment())
 
     do_confirm(client)
 
@@ -277,7 +275,7 @@ def test_5xx_is_retried_with_same_key_and_exponential_backoff(
             status=500,
             json=error_json("FAILED_INTERNAL_SYSTEM_PROCESSING"),
         )
-    rsps.add(responses.POST, CONFIRM_URL, json=payment_json())
+    rsps.add(responses.POST, CONFIRM_URL, json=recorded_payment())
 
     payment = do_confirm(client)
 
@@ -322,7 +320,7 @@ def test_retryable_answer_then_success(
         rsps.add(responses.POST, CONFIRM_URL, status=status, body="")
     else:
         rsps.add(responses.POST, CONFIRM_URL, status=status, json=body)
-    rsps.add(responses.POST, CONFIRM_URL, json=payment_json())
+    rsps.add(responses.POST, CONFIRM_URL, json=recorded_payment())
 
     payment = do_confirm(client)
 
@@ -407,7 +405,7 @@ def test_final_answers_are_never_retried(
 ) -> None:
     message = "카드사에서 거절했습니다."
     rsps.add(responses.POST, CONFIRM_URL, status=status, json=error_json(code, message))
-    rsps.add(responses.POST, CONFIRM_URL, json=payment_json())  # must never be reached
+    rsps.add(responses.POST, CONFIRM_URL, json=recorded_payment())  # must never be reached
 
     with pytest.raises(TossError) as excinfo:
         do_confirm(client)
@@ -459,7 +457,7 @@ def test_read_timeout_on_confirm_is_retried_with_same_key(
     client: TossClient, rsps: responses.RequestsMock, sleeps: SleepRecorder
 ) -> None:
     rsps.add(responses.POST, CONFIRM_URL, body=requests.exceptions.ReadTimeout())
-    rsps.add(responses.POST, CONFIRM_URL, json=payment_json())
+    rsps.add(responses.POST, CONFIRM_URL, json=recorded_payment())
 
     payment = do_confirm(client)
 
@@ -591,7 +589,7 @@ def test_network_failure_on_get_does_not_leave_outcome_unknown(
 def test_read_timeout_on_get_then_success(client: TossClient, rsps: responses.RequestsMock) -> None:
     url = f"{BASE}/v1/payments/orders/{ORDER_ID}"
     rsps.add(responses.GET, url, body=requests.exceptions.ReadTimeout())
-    rsps.add(responses.GET, url, json=payment_json())
+    rsps.add(responses.GET, url, json=recorded_payment())
 
     payment = client.get_payment_by_order(ORDER_ID)
 
@@ -622,7 +620,7 @@ def test_html_500_is_retryable_and_outcome_unknown(
 
 def test_html_500_then_success(client: TossClient, rsps: responses.RequestsMock) -> None:
     rsps.add(responses.POST, CONFIRM_URL, status=500, body=HTML_500, content_type="text/html")
-    rsps.add(responses.POST, CONFIRM_URL, json=payment_json())
+    rsps.add(responses.POST, CONFIRM_URL, json=recorded_payment())
 
     assert do_confirm(client).status == "DONE"
     assert len(rsps.calls) == 2
@@ -631,7 +629,7 @@ def test_html_500_then_success(client: TossClient, rsps: responses.RequestsMock)
 def test_truncated_json_success_on_post_is_invalid_response_outcome_unknown(
     client: TossClient, rsps: responses.RequestsMock
 ) -> None:
-    full = json.dumps(payment_json(), ensure_ascii=False)
+    full = json.dumps(recorded_payment(), ensure_ascii=False)
     rsps.add(
         responses.POST, CONFIRM_URL, status=200, body=full[:57], content_type="application/json"
     )
@@ -670,7 +668,7 @@ def test_truncated_json_success_on_get_is_invalid_response_outcome_known(
 def test_success_without_essential_field_is_invalid_response(
     client: TossClient, rsps: responses.RequestsMock, missing: str
 ) -> None:
-    body = payment_json()
+    body = recorded_payment()
     del body[missing]
     rsps.add(responses.POST, CONFIRM_URL, json=body)
 
@@ -686,7 +684,7 @@ def test_success_without_essential_field_is_invalid_response(
 def test_success_with_json_that_is_not_an_object_is_invalid_response(
     client: TossClient, rsps: responses.RequestsMock
 ) -> None:
-    rsps.add(responses.POST, CONFIRM_URL, json=[payment_json()])
+    rsps.add(responses.POST, CONFIRM_URL, json=[recorded_payment()])
 
     with pytest.raises(TossError) as excinfo:
         do_confirm(client)
@@ -702,7 +700,7 @@ def test_cancel_full_sends_only_the_reason(
     client: TossClient, rsps: responses.RequestsMock
 ) -> None:
     url = f"{BASE}/v1/payments/{PAYMENT_KEY}/cancel"
-    canceled = payment_json(status="CANCELED", balanceAmount=0)
+    canceled = recorded_payment(status="CANCELED", balanceAmount=0)
     rsps.add(responses.POST, url, json=canceled)
 
     payment = client.cancel(PAYMENT_KEY, "고객 변심", idempotency_key="refund:7")
@@ -744,7 +742,7 @@ def test_cancel_partial_with_refundable_amount(
 
 def test_cancel_with_refund_account(client: TossClient, rsps: responses.RequestsMock) -> None:
     url = f"{BASE}/v1/payments/{PAYMENT_KEY}/cancel"
-    rsps.add(responses.POST, url, json=payment_json(status="CANCELED", balanceAmount=0))
+    rsps.add(responses.POST, url, json=recorded_payment(status="CANCELED", balanceAmount=0))
     account = RefundAccount(bank="20", account_number="1002345678901", holder_name="김토스")
 
     client.cancel(PAYMENT_KEY, "입금 후 취소", idempotency_key="refund:9", refund_account=account)
@@ -771,8 +769,8 @@ def test_cancel_with_refund_account(client: TossClient, rsps: responses.Requests
 def test_payment_key_is_quoted_into_the_path(
     client: TossClient, rsps: responses.RequestsMock, payment_key: str, quoted: str
 ) -> None:
-    rsps.add(responses.POST, re.compile(re.escape(BASE) + r"/.*"), json=payment_json())
-    rsps.add(responses.GET, re.compile(re.escape(BASE) + r"/.*"), json=payment_json())
+    rsps.add(responses.POST, re.compile(re.escape(BASE) + r"/.*"), json=recorded_payment())
+    rsps.add(responses.GET, re.compile(re.escape(BASE) + r"/.*"), json=recorded_payment())
 
     client.cancel(payment_key, "사유", idempotency_key="refund:10")
     client.get_payment(payment_key)
@@ -784,7 +782,7 @@ def test_payment_key_is_quoted_into_the_path(
 
 
 def test_order_id_is_quoted_into_the_path(client: TossClient, rsps: responses.RequestsMock) -> None:
-    rsps.add(responses.GET, re.compile(re.escape(BASE) + r"/.*"), json=payment_json())
+    rsps.add(responses.GET, re.compile(re.escape(BASE) + r"/.*"), json=recorded_payment())
 
     client.get_payment_by_order("a/b")
 
@@ -805,7 +803,7 @@ POSTS: dict[str, Callable[[TossClient, str], Payment]] = {
 def test_bad_idempotency_key_is_refused_before_any_http_call(
     client: TossClient, rsps: responses.RequestsMock, key: str, operation: str
 ) -> None:
-    rsps.add(responses.POST, re.compile(re.escape(BASE) + r"/.*"), json=payment_json())
+    rsps.add(responses.POST, re.compile(re.escape(BASE) + r"/.*"), json=recorded_payment())
     post = POSTS[operation]
 
     with pytest.raises(ValueError, match="Idempotency-Key"):
@@ -817,7 +815,7 @@ def test_bad_idempotency_key_is_refused_before_any_http_call(
 def test_idempotency_key_of_300_chars_is_accepted(
     client: TossClient, rsps: responses.RequestsMock
 ) -> None:
-    rsps.add(responses.POST, CONFIRM_URL, json=payment_json())
+    rsps.add(responses.POST, CONFIRM_URL, json=recorded_payment())
     key = "k" * 300
 
     client.confirm(PAYMENT_KEY, ORDER_ID, AMOUNT, idempotency_key=key)
@@ -828,7 +826,7 @@ def test_idempotency_key_of_300_chars_is_accepted(
 def test_idempotency_key_with_newline_is_refused_before_any_http_call(
     client: TossClient, rsps: responses.RequestsMock
 ) -> None:
-    rsps.add(responses.POST, CONFIRM_URL, json=payment_json())
+    rsps.add(responses.POST, CONFIRM_URL, json=recorded_payment())
 
     with pytest.raises(ValueError, match="Idempotency-Key") as excinfo:
         client.confirm(PAYMENT_KEY, ORDER_ID, AMOUNT, idempotency_key="confirm:ord\r\nX-Evil: 1")
@@ -935,7 +933,7 @@ def test_fixtures_are_consistent_with_toss_rules(name: str) -> None:
 
 
 def test_payment_from_dict_ignores_unknown_fields() -> None:
-    data = payment_json(
+    data = recorded_payment(
         brandNewField={"nested": [1, 2, 3]},
         anotherOne="x",
         cancels=[
@@ -972,7 +970,7 @@ def test_payment_from_dict_ignores_unknown_fields() -> None:
 )
 def test_payment_from_dict_rejects_ill_typed_essentials(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="paymentKey"):
-        Payment.from_dict(payment_json(**changes))
+        Payment.from_dict(recorded_payment(**changes))
 
 
 def test_confirm_returns_parsed_virtual_account_payment(

@@ -1,20 +1,27 @@
-"""Browser tests: Debian's chromium driven by Playwright against a live server in sandbox mode."""
+"""Browser tests: Debian's chromium driven by Playwright against a live server in sandbox mode.
+
+Besides the fixtures, the page actions every browser test shares live here
+(`fill_cart_and_checkout`, `open_window_and_choose`): test modules import them from this file,
+never from each other.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Page, expect
 from werkzeug.serving import make_server
 
+from payments.sandbox import Clock
 from payments.shop.catalog import seed_catalog
-from payments.extensions import db
-from tests.helpers import make_app
+from tests.helpers import dispose, sandbox_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -46,29 +53,37 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app in sandbox mode on a loopback port, as `make run` serves it."""
-    db_file = tmp_path_factory.mktemp("browser") / "shop.sqlite3"
-    app = make_app(
+def serve_shop(db_file: Path, **overrides: Any) -> tuple[str, Callable[[], None]]:
+    """The shop as `make run` serves it, on a loopback port: the sandbox mounted in-process and
+    sending its webhooks on real time, an embedded worker applying them, CSRF on. Its base URL
+    and a function that stops it."""
+    app = sandbox_app(
         f"sqlite:///{db_file}",
-        TOSS_CLIENT_KEY="",
-        TOSS_SECRET_KEY="",
-        TOSS_SANDBOX="1",
-        TOSS_API_BASE="",
-        WTF_CSRF_ENABLED=True,
-        # As in `make run`: the sandbox sends webhooks in-process, a worker thread applies them.
+        sandbox={"webhooks_enabled": True, "clock": Clock()},
         WEBHOOK_WORKER_EMBEDDED="1",
+        WTF_CSRF_ENABLED=True,
+        **overrides,
     )
     with app.app_context():
         seed_catalog()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    with app.app_context():
-        db.engine.dispose()
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join(10)
+        dispose(app)
+
+    return f"http://127.0.0.1:{server.server_port}", stop
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shop in sandbox mode on a loopback port, as `make run` serves it."""
+    url, stop = serve_shop(tmp_path_factory.mktemp("browser") / "shop.sqlite3")
+    yield url
+    stop()
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +95,34 @@ def base_url(live_server: str) -> str:
 def screenshot_dir() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+# -- what a shopper does in the browser ------------------------------------------------------------
+
+
+def fill_cart_and_checkout(page: Page) -> int:
+    """Add two products, order them, land on the checkout page; returns the expected amount."""
+    page.goto("/")
+    cards = page.locator("li.product")
+    prices = []
+    for i in (0, 1):
+        card = cards.nth(i)
+        prices.append(int(re.sub(r"[^0-9]", "", card.locator(".price").inner_text())))
+        card.get_by_role("button", name="장바구니 담기").click()
+        expect(page.locator(".flash")).to_contain_text("장바구니에 담았습니다")
+    expect(page.get_by_test_id("cart-count")).to_have_text("2")
+    page.get_by_role("link", name=re.compile("장바구니")).click()
+    expect(page.get_by_test_id("cart-total")).to_have_text(f"{sum(prices):,}원")
+    page.get_by_role("button", name=re.compile("주문하기")).click()
+    expect(page).to_have_url(re.compile(r"/checkout/[A-Za-z0-9_-]{20,}$"))
+    expect(page.get_by_test_id("checkout-amount")).to_have_text(f"{sum(prices):,}원")
+    return sum(prices)
+
+
+def open_window_and_choose(page: Page, scenario: str) -> None:
+    """Open the sandbox's payment window from the checkout page and finish it with `scenario`."""
+    pay = page.locator("#pay-button")
+    expect(pay).to_be_enabled()
+    pay.click()
+    expect(page.get_by_text("테스트 결제 (샌드박스) — 실제로 결제되지 않습니다")).to_be_visible()
+    page.locator(f'[data-scenario="{scenario}"]').click()

@@ -5,7 +5,6 @@ on a desktop and a phone."""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 from werkzeug.security import generate_password_hash
-from werkzeug.serving import make_server
 
-from payments.shop.catalog import seed_catalog
-from payments.extensions import db
-from tests.browser.test_checkout_flow import fill_cart_and_checkout, open_window_and_choose
-from tests.helpers import make_app
+from tests.browser.conftest import fill_cart_and_checkout, open_window_and_choose, serve_shop
 
 pytestmark = pytest.mark.browser
 
@@ -28,27 +23,13 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The sandbox app as `live_server` runs it, with the console enabled."""
-    db_file = tmp_path_factory.mktemp("admin-browser") / "shop.sqlite3"
-    app = make_app(
-        f"sqlite:///{db_file}",
-        TOSS_CLIENT_KEY="",
-        TOSS_SECRET_KEY="",
-        TOSS_SANDBOX="1",
-        TOSS_API_BASE="",
-        WTF_CSRF_ENABLED=True,
-        WEBHOOK_WORKER_EMBEDDED="1",
+    """The shop as `live_server` runs it, with the console enabled."""
+    url, stop = serve_shop(
+        tmp_path_factory.mktemp("admin-browser") / "shop.sqlite3",
         ADMIN_PASSWORD_HASH=generate_password_hash(PASSWORD),
     )
-    with app.app_context():
-        seed_catalog()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    with app.app_context():
-        db.engine.dispose()
+    yield url
+    stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,37 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from playwright.sync_api import Page, expect
 
+from payments.sandbox.testing import SandboxDriver
+from tests.browser.conftest import fill_cart_and_checkout, open_window_and_choose
+
 pytestmark = pytest.mark.browser
-
-
-def fill_cart_and_checkout(page: Page) -> int:
-    """Add two products, order them, land on the checkout page; returns the expected amount."""
-    page.goto("/")
-    cards = page.locator("li.product")
-    prices = []
-    for i in (0, 1):
-        card = cards.nth(i)
-        prices.append(int(re.sub(r"[^0-9]", "", card.locator(".price").inner_text())))
-        card.get_by_role("button", name="장바구니 담기").click()
-        expect(page.locator(".flash")).to_contain_text("장바구니에 담았습니다")
-    expect(page.get_by_test_id("cart-count")).to_have_text("2")
-    page.get_by_role("link", name=re.compile("장바구니")).click()
-    expect(page.get_by_test_id("cart-total")).to_have_text(f"{sum(prices):,}원")
-    page.get_by_role("button", name=re.compile("주문하기")).click()
-    expect(page).to_have_url(re.compile(r"/checkout/[A-Za-z0-9_-]{20,}$"))
-    expect(page.get_by_test_id("checkout-amount")).to_have_text(f"{sum(prices):,}원")
-    return sum(prices)
-
-
-def open_window_and_choose(page: Page, scenario: str) -> None:
-    pay = page.locator("#pay-button")
-    expect(pay).to_be_enabled()
-    pay.click()
-    expect(page.get_by_text("테스트 결제 (샌드박스) — 실제로 결제되지 않습니다")).to_be_visible()
-    page.locator(f'[data-scenario="{scenario}"]').click()
 
 
 def test_approve_reaches_a_paid_order(page: Page, screenshot_dir: Path) -> None:
@@ -107,10 +82,8 @@ def test_virtual_account_deposit_turns_the_order_paid(
     expect(status).to_have_attribute("data-status", "AWAITING_DEPOSIT")
     order_id = page.url.split("/orders/")[1].split("?")[0]
 
-    resp = requests.post(
-        f"{live_server}/sandbox/api/virtual-accounts/{order_id}/deposit", timeout=10
-    )
-    assert resp.status_code == 200, resp.text
+    deposit = SandboxDriver.over_http(live_server).deposit(order_id)
+    assert deposit.status == 200, deposit.body
 
     # The deposit reaches the shop only as webhooks: wait for the worker to apply them.
     deadline = time.monotonic() + 15

@@ -1,4 +1,4 @@
-"""The checkout page as Chromium sees it matches the inventory in payments/security.py.
+"""The checkout page as Chromium sees it matches the inventory in payments/ops/security.py.
 
 Change detection (PCI DSS 11.6.1): a new, removed or moved script, or a changed security header,
 fails this test until the inventory (with the reason for the change) is updated too.
@@ -19,7 +19,7 @@ from payments.ops.security import (
     checkout_scripts,
     content_security_policy,
 )
-from tests.browser.test_checkout_flow import fill_cart_and_checkout
+from tests.browser.conftest import fill_cart_and_checkout
 
 pytestmark = pytest.mark.browser
 
@@ -51,7 +51,7 @@ def test_checkout_page_matches_the_script_and_header_inventory(page: Page, base_
     assert [s["inline"] for s in scripts] == ["" for _ in scripts], "an inline script appeared"
     seen = [urljoin(base_url + "/", s["src"]) for s in scripts]
     expected = [urljoin(base_url + "/", src) for src in checkout_scripts(SANDBOX_CONFIG)]
-    assert seen == expected, "scripts differ from payments.security.CHECKOUT_SCRIPTS"
+    assert seen == expected, "scripts differ from payments.ops.security.CHECKOUT_SCRIPTS"
     assert all(entry.why for entry in CHECKOUT_SCRIPTS)
 
     headers = checkout.all_headers()
