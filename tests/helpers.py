@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -142,6 +143,13 @@ def _close_sandbox(sandbox: Flask) -> None:
         sandbox_db.engine.dispose()
 
 
+def csrf_token(html: str) -> str:
+    """The CSRF token of the (first) form on a page."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
 # -- processes ----------------------------------------------------------------------------------
 
 
@@ -269,6 +277,24 @@ def payment_json(
     return body
 
 
+def status_changed(
+    order_id: str, amount: int, payment_key: str, transmission_id: str
+) -> tuple[bytes, dict[str, str]]:
+    """A PAYMENT_STATUS_CHANGED delivery (DONE) as Toss sends it: (raw body, headers)."""
+    body = {
+        "eventType": "PAYMENT_STATUS_CHANGED",
+        "createdAt": "2026-11-22T10:00:06.000000",
+        "data": payment_json(order_id, amount, payment_key),
+    }
+    headers = {
+        "Content-Type": "application/json",
+        "tosspayments-webhook-transmission-id": transmission_id,
+        "tosspayments-webhook-transmission-time": "2026-11-22T10:00:06+09:00",
+        "tosspayments-webhook-transmission-retried-count": "0",
+    }
+    return json.dumps(body).encode(), headers
+
+
 def error_json(code: str, message: str = "오류가 발생했습니다.") -> dict[str, str]:
     return {"code": code, "message": message}
 
@@ -329,3 +355,8 @@ def transitions(app: Flask, order_id: str) -> list[tuple[str | None, str | None,
     """The order's status changes: (from, to, source), oldest first."""
     return [(src, dst, source) for event, src, dst, source in audit(app, order_id)
             if event == "transition"]  # fmt: skip
+
+
+def transitions_to(app: Flask, order_id: str, status: str) -> int:
+    """How many times the order moved into `status`."""
+    return [dst for _src, dst, _source in transitions(app, order_id)].count(status)

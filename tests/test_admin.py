@@ -28,7 +28,7 @@ from payments.core.states import Source
 from payments.extensions import db
 from payments.shop.catalog import seed_catalog
 from payments.toss import Payment as TossPayment
-from tests.helpers import CONFIRM_URL, TOSS, dispose, get_order, make_app, payment_json
+from tests.helpers import CONFIRM_URL, TOSS, csrf_token, dispose, get_order, make_app, payment_json
 
 PASSWORD = "correct horse battery"
 HASH = generate_password_hash(PASSWORD)
@@ -153,12 +153,6 @@ def webhook(app: Flask, event_id: int) -> WebhookEvent:
         assert event is not None
         db.session.expunge(event)
         return event
-
-
-def csrf_token(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m, "no CSRF token on the page"
-    return m.group(1)
 
 
 def order_ids(html: str) -> list[str]:

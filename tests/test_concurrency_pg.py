@@ -37,8 +37,10 @@ from tests.helpers import (
     payment_json,
     race,
     sandbox_app,
+    status_changed,
     success_url,
     transitions,
+    transitions_to,
 )
 
 DOORS = ("success", "verify", "confirm", "second_tab")
@@ -226,10 +228,6 @@ def audit_rows(app: Flask, order_id: str) -> list[AuditEntry]:
         return rows
 
 
-def transitions_to(app: Flask, order_id: str, status: str) -> int:
-    return [dst for _src, dst, _source in transitions(app, order_id)].count(status)
-
-
 def payment_rows(app: Flask) -> list[tuple[str, str, int]]:
     """(paymentKey, orderId, amount) of every stored payment."""
     with app.app_context():
@@ -322,21 +320,6 @@ def test_64_concurrent_confirmations_through_every_door_confirm_once(shop: Shop)
 
 
 # -- 2. success redirect, /verify and a webhook -------------------------------------------------
-
-
-def status_changed(order_id: str, amount: int, pk: str, tid: str) -> tuple[bytes, dict[str, str]]:
-    body = {
-        "eventType": "PAYMENT_STATUS_CHANGED",
-        "createdAt": "2026-11-22T10:00:06.000000",
-        "data": payment_json(order_id, amount, pk),
-    }
-    headers = {
-        "Content-Type": "application/json",
-        "tosspayments-webhook-transmission-id": tid,
-        "tosspayments-webhook-transmission-time": "2026-11-22T10:00:06+09:00",
-        "tosspayments-webhook-transmission-retried-count": "0",
-    }
-    return json.dumps(body).encode(), headers
 
 
 @pytest.mark.parametrize(

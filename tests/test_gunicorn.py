@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ import pytest
 import requests
 
 from payments.sandbox.testing import SandboxDriver
+from tests.helpers import csrf_token, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -73,12 +67,6 @@ def gunicorn_shop(tmp_path: Path) -> Iterator[str]:
             server.kill()
 
 
-def csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
-
-
 @pytest.mark.parametrize("scenario", ["approve", "virtual_account"])
 def test_single_sync_worker_completes_a_checkout(gunicorn_shop: str, scenario: str) -> None:
     shopper = requests.Session()
@@ -86,11 +74,13 @@ def test_single_sync_worker_completes_a_checkout(gunicorn_shop: str, scenario: s
     product_id = re.search(r'data-product-id="(\d+)"', catalog).group(1)  # type: ignore[union-attr]
     shopper.post(
         gunicorn_shop + "/cart",
-        data={"product_id": product_id, "quantity": "2", "csrf_token": csrf(catalog)},
+        data={"product_id": product_id, "quantity": "2", "csrf_token": csrf_token(catalog)},
         timeout=10,
     )
     cart = shopper.get(gunicorn_shop + "/cart", timeout=10).text
-    checkout = shopper.post(gunicorn_shop + "/orders", data={"csrf_token": csrf(cart)}, timeout=10)
+    checkout = shopper.post(
+        gunicorn_shop + "/orders", data={"csrf_token": csrf_token(cart)}, timeout=10
+    )
     assert re.search(r"/checkout/[A-Za-z0-9_-]{20,}$", checkout.url)
     page = checkout.text
     data = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', page))

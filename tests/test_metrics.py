@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from payments.admin.refunds import request_refund
 from payments.webhooks.worker import run_once
-from tests.helpers import CONFIRM_URL, TOSS, get_order, make_app, payment_json, success_url
+from tests.helpers import (
+    CONFIRM_URL,
+    TOSS,
+    csrf_token,
+    free_port,
+    get_order,
+    make_app,
+    payment_json,
+    success_url,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -122,12 +129,6 @@ def test_metrics_are_not_public(database_url: str) -> None:
 # -- several gunicorn workers ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     env = {
@@ -176,10 +177,10 @@ def test_several_workers_add_up(two_workers: tuple[str, Path]) -> None:
         # A fresh connection each time so both workers take turns.
         shopper = requests.Session()
         page = shopper.get(base + "/", timeout=10).text
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        token = csrf_token(page)
         shopper.post(base + "/cart", data={"product_id": "1", "csrf_token": token}, timeout=10)
         cart = shopper.get(base + "/cart", timeout=10).text
-        token = re.search(r'name="csrf_token" value="([^"]+)"', cart).group(1)  # type: ignore[union-attr]
+        token = csrf_token(cart)
         order_id = shopper.post(base + "/orders", data={"csrf_token": token},
                                 timeout=10).url.rsplit("/", 1)[-1]  # fmt: skip
         resp = requests.post(

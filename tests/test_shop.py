@@ -15,7 +15,7 @@ from payments.checkout.routes import public_url
 from payments.core.models import Order, OrderLine, Product
 from payments.extensions import db
 from payments.shop.catalog import seed_catalog
-from tests.helpers import CONFIRM_URL, audit, get_order, make_app, payment_json
+from tests.helpers import CONFIRM_URL, audit, csrf_token, get_order, make_app, payment_json
 
 
 def test_catalog_lists_seeded_products_in_korean_won(client: FlaskClient) -> None:
@@ -217,7 +217,7 @@ def test_csrf_protects_shop_forms(database_url: str) -> None:
     assert browser.post("/orders").status_code == 400
 
     page = browser.get("/").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    token = csrf_token(page)
     assert browser.post("/cart", data={"product_id": "1", "csrf_token": token}).status_code == 303
     # The JSON API is exempt: it is checked against the stored order and Toss instead.
     api = browser.post("/api/payment/verify", json={})

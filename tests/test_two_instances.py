@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from sqlalchemy import func, select
 from payments.core.models import Payment, WebhookEvent
 from payments.extensions import db
 from payments.sandbox.testing import SandboxDriver, Window
-from tests.helpers import dispose, get_order, make_app, race, transitions
+from tests.helpers import csrf_token, dispose, free_port, get_order, make_app, race, transitions
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -46,12 +45,6 @@ def postgres_url(pg_base_url: str | None, fresh_database_url: str) -> str:
     if not pg_base_url:
         pytest.skip("needs TEST_DATABASE_URL (PostgreSQL)")
     return fresh_database_url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def base_env(database_url: str, sandbox_database_url: str) -> dict[str, str]:
@@ -173,25 +166,21 @@ def control_socket(path: Path) -> list[str]:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
-
-
 def order_across_servers(cluster: Cluster, shopper: requests.Session) -> dict[str, str]:
     """Fill the cart on A, order on B (one session, one CSRF secret): the checkout data."""
     catalog = shopper.get(cluster.a.base + "/", timeout=10).text
     product_id = re.search(r'data-product-id="(\d+)"', catalog).group(1)  # type: ignore[union-attr]
     added = shopper.post(
         cluster.a.base + "/cart",
-        data={"product_id": product_id, "quantity": "2", "csrf_token": csrf(catalog)},
+        data={"product_id": product_id, "quantity": "2", "csrf_token": csrf_token(catalog)},
         timeout=10,
     )
     assert added.status_code == 200, added.text
     cart = shopper.get(cluster.b.base + "/cart", timeout=10).text
     assert f'data-product-id="{product_id}"' in cart  # B reads the cart A wrote
-    checkout = shopper.post(cluster.b.base + "/orders", data={"csrf_token": csrf(cart)}, timeout=10)
+    checkout = shopper.post(
+        cluster.b.base + "/orders", data={"csrf_token": csrf_token(cart)}, timeout=10
+    )
     assert checkout.status_code == 200, checkout.text
     assert re.search(r"/checkout/[A-Za-z0-9_-]{20,}$", checkout.url), checkout.url
     return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', checkout.text))

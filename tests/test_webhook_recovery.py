@@ -34,32 +34,12 @@ from tests.helpers import (
     make_app,
     payment_json,
     race,
+    status_changed,
     success_url,
-    transitions,
+    transitions_to,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def paid_transitions(app: Flask, order_id: str) -> int:
-    return [dst for _src, dst, _source in transitions(app, order_id)].count("PAID")
-
-
-def status_changed(
-    order_id: str, amount: int, payment_key: str, tid: str
-) -> tuple[bytes, dict[str, str]]:
-    body = {
-        "eventType": "PAYMENT_STATUS_CHANGED",
-        "createdAt": "2026-11-22T10:00:06.000000",
-        "data": payment_json(order_id, amount, payment_key),
-    }
-    headers = {
-        "Content-Type": "application/json",
-        "tosspayments-webhook-transmission-id": tid,
-        "tosspayments-webhook-transmission-time": "2026-11-22T10:00:06+09:00",
-        "tosspayments-webhook-transmission-retried-count": "0",
-    }
-    return json.dumps(body).encode(), headers
 
 
 class SlowToss:
@@ -201,7 +181,7 @@ def test_worker_killed_mid_event_is_processed_once_after_restart(
         event = db.session.scalars(db.select(WebhookEvent)).one()
         assert (event.status, event.attempts) == ("DONE", 2)
     assert get_order(app, order_id).status == "PAID"
-    assert paid_transitions(app, order_id) == 1
+    assert transitions_to(app, order_id, "PAID") == 1
     assert fake.lookups == 2
     dispose(app)
 
@@ -234,7 +214,7 @@ def test_success_redirect_and_webhook_race_to_one_paid_transition(
     results = {**paid, **hooked}
 
     assert results == {"redirect": 303, "ack": 200, "processed": 1}
-    assert paid_transitions(app, order_id) == 1
+    assert transitions_to(app, order_id, "PAID") == 1
     assert get_order(app, order_id).status == "PAID"
     with app.app_context():
         events = db.session.execute(db.select(WebhookEvent.status, WebhookEvent.last_error)).all()
