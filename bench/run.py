@@ -140,7 +140,7 @@ def sqlalchemy_url(url: str) -> str:
 # -- servers ------------------------------------------------------------------------------------
 
 
-def product_env(database_url: str, toss_latency: float = 0.0) -> dict[str, str]:
+def product_env(database_url: str, sandbox_url: str, toss_latency: float = 0.0) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOSS_", "SANDBOX_"))}
     env.update(
         APP_ENV="development",
@@ -153,6 +153,8 @@ def product_env(database_url: str, toss_latency: float = 0.0) -> dict[str, str]:
         REDIS_URL="",
         PUBLIC_BASE_URL="",
         WEBHOOK_WORKER_EMBEDDED="0",
+        # The in-process sandbox keeps its state in a database of its own, as always.
+        SANDBOX_DATABASE_URL=sandbox_url,
         SANDBOX_WEBHOOKS_ENABLED="0",
         # Only windows finished with the slow_confirm scenario wait this long.
         SANDBOX_SLOW_CONFIRM_SECONDS=str(toss_latency),
@@ -420,6 +422,7 @@ def bench_model(
     label += "".join(f", {k.removeprefix('GUNICORN_').lower()}={v}" for k, v in model[3].items())
     log(f"{name}: {label}")
     base_db, shop_db = f"{template_db}_{name}_bare", f"{template_db}_{name}_shop"
+    sandbox_db = f"{template_db}_{name}_sandbox"
     base_url = create_db(base_db)
     with psycopg.connect(base_url, autocommit=True) as conn:
         conn.execute(
@@ -427,7 +430,8 @@ def bench_model(
             "created_at TIMESTAMPTZ NOT NULL)"
         )
     shop_url = create_db(shop_db, template=template_db)
-    env = product_env(shop_url, args.toss_latency)
+    sandbox_url = create_db(sandbox_db)
+    env = product_env(shop_url, sandbox_url, args.toss_latency)
     plain, hook, confirm = script(tmp, None), script(tmp, "webhook"), script(tmp, "confirm")
     servers: list[Server] = []
     runs: dict[str, Run] = {}
@@ -558,6 +562,7 @@ def bench_model(
             server.stop()
         drop_db(base_db)
         drop_db(shop_db)
+        drop_db(sandbox_db)
 
     ratios = {key: round(runs[key].rps / runs[t["baseline"]].rps, 3) for key, t in TARGETS.items()}
     return {
@@ -694,7 +699,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="shop-bench-") as tmp_name:
         tmp = Path(tmp_name)
         try:
-            env = product_env(create_db(template_db))
+            # Migrating the template also starts the in-process sandbox: give it a scratch file.
+            env = product_env(create_db(template_db), f"sqlite:///{tmp / 'template-sandbox.db'}")
             for command in (["db", "upgrade"], ["seed"]):
                 done = subprocess.run(
                     [str(BIN / "flask"), "--app", "app", *command],

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ..access import can_view
 from ..core.errors import invalid
-from ..core.models import Order, Payment
+from ..core.models import Order
+from ..core.orders import find_order_by_payment_key
 from ..core.states import Source
-from ..extensions import db
 from .confirm import confirm_payment, parse_confirm_request
 
 bp = Blueprint("api", __name__, url_prefix="/api/payment")
@@ -37,15 +36,7 @@ def verify() -> Response:
 
 @bp.get("/<payment_key>")
 def show(payment_key: str) -> Response:
-    if len(payment_key) > 200:
-        abort(404)
-    order = db.session.execute(
-        select(Order).where(Order.payment_key == payment_key)
-    ).scalar_one_or_none()
-    if order is None:
-        order = db.session.execute(
-            select(Order).join(Payment).where(Payment.payment_key == payment_key)
-        ).scalar_one_or_none()
+    order = find_order_by_payment_key(payment_key)
     # Others get the same 404 as an unknown key: existence is not disclosed.
     if order is None or not can_view(order):
         abort(404)

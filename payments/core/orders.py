@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from .clock import utcnow
-from .models import AuditEntry, Order
+from .models import AuditEntry, Order, Payment
 from .states import OrderStatus, Source
 
 logger = logging.getLogger(__name__)
@@ -155,3 +155,15 @@ def find_order(order_id: object) -> Order | None:
         return None
     query = select(Order).where(Order.order_id == order_id).options(joinedload(Order.payment))
     return db.session.execute(query).scalar_one_or_none()
+
+
+def find_order_by_payment_key(payment_key: object) -> Order | None:
+    """The order whose confirmation carries this paymentKey, or whose stored payment has it."""
+    if not isinstance(payment_key, str) or not PAYMENT_KEY_RE.match(payment_key):
+        return None
+    in_flight = select(Order).where(Order.payment_key == payment_key)
+    order = db.session.execute(in_flight).scalar_one_or_none()
+    if order is None:
+        stored = select(Order).join(Payment).where(Payment.payment_key == payment_key)
+        order = db.session.execute(stored).scalar_one_or_none()
+    return order
