@@ -901,6 +901,20 @@ def test_state_lives_in_the_database(sandboxes: Callable[..., Flask]) -> None:
     assert status_of(one, w.payment_key) == "DONE"
 
 
+def test_servers_starting_at_once_on_a_new_database_all_come_up(
+    fresh_database_url: str,
+) -> None:
+    """Every server process (gunicorn's workers) creates the sandbox's tables at start; when
+    they race on a new database, the losers find the tables there instead of failing."""
+    started = race([partial(sandbox_alone, fresh_database_url) for _ in range(6)])
+    try:
+        driver = SandboxDriver.in_process(started[-1].test_client())
+        assert driver.open_window().payment_key
+    finally:
+        for sandbox in started:
+            dispose(sandbox)
+
+
 def test_refuses_to_run_in_production(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """The sandbox never starts beside a production deployment."""
     monkeypatch.setenv("APP_ENV", "production")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 import requests
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import api, views
 from .db import configure_engine, db
@@ -53,8 +55,22 @@ def create_app(
     )
     with app.app_context():
         configure_engine(db.engine)
-        db.create_all()
+        _create_tables()
     return app
+
+
+def _create_tables(attempts: int = 5) -> None:
+    """Create the sandbox's tables unless they exist. Several server processes starting at once
+    race to create them; the loser's CREATE fails, and its next look finds them there."""
+    for attempt in range(attempts):
+        try:
+            db.create_all()
+            return
+        except SQLAlchemyError:
+            db.session.rollback()
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 def _default_database(instance_path: str) -> str:
