@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -41,6 +42,10 @@ LATER_DUE = (datetime.now(KST) + timedelta(days=37)).replace(microsecond=0).isof
 
 def lookup_url(order_id: str) -> str:
     return f"{TOSS}/v1/payments/orders/{order_id}"
+
+
+def key_url(payment_key: str) -> str:
+    return f"{TOSS}/v1/payments/{payment_key}"
 
 
 def not_found(toss: responses.RequestsMock, url: str) -> None:
@@ -190,7 +195,7 @@ def issue_virtual_account(
 @pytest.mark.parametrize("stuck", ["CONFIRMING", "NEEDS_RECONCILE"])
 @pytest.mark.parametrize(
     ("toss_status", "settled"),
-    [("DONE", "PAID"), ("WAITING_FOR_DEPOSIT", "AWAITING_DEPOSIT"), ("ABORTED", "PENDING")],
+    [("DONE", "PAID"), ("WAITING_FOR_DEPOSIT", "AWAITING_DEPOSIT")],
 )
 def test_stuck_order_is_settled_by_looking_it_up(
     app: Flask,
@@ -251,6 +256,7 @@ def test_lookup_404_after_the_window_makes_the_order_payable_again(
 ) -> None:
     make_stuck(app, order, stuck, minutes=20)
     not_found(toss, lookup_url(order.order_id))
+    not_found(toss, key_url(PK))  # Toss's word about the attempt's own payment
     since = len(audit(app, order.order_id))
 
     report = run(app)
@@ -309,6 +315,198 @@ def test_failed_lookup_within_the_window_keeps_the_order_unknown_and_never_cance
     assert {c.request.headers["Idempotency-Key"] for c in confirm_calls(toss)} == {
         confirm_idempotency_key(order.order_id, PK)
     }
+
+
+# -- the attempt's own payment, by its paymentKey ---------------------------------------------
+#
+# By orderId Toss may answer with any of the order's payments (one per payment window), so an
+# order in doubt is also asked about by the attempt's paymentKey (GET /v1/payments/{paymentKey},
+# https://docs.tosspayments.com/guides/apis/get-payment).
+
+OTHER_PK = "tgen_20261122120000Old00"  # an earlier window of the same order
+
+
+def other_window(order: Order, status: str, **extra: Any) -> dict[str, Any]:
+    return payment_json(order.order_id, order.amount, OTHER_PK, status, **extra)
+
+
+def expired_failure() -> dict[str, Any]:
+    # As Toss shows an expired payment: https://techchat.tosspayments.com/m/1410526054635933798
+    return {
+        "failure": {
+            "code": "EXPIRED_PAYMENT",
+            "message": "결제가 만료되었습니다. 다시 시도해주세요.",
+        }
+    }
+
+
+def others(app: Flask, order_id: str) -> list[tuple[str | None, str | None]]:
+    with app.app_context():
+        return [
+            (a.payment_key, a.code)
+            for a in db.session.scalars(
+                select(AuditEntry)
+                .join(Order, Order.id == AuditEntry.order_pk)
+                .where(Order.order_id == order_id, AuditEntry.event == "other_payment")
+                .order_by(AuditEntry.id)
+            )
+        ]
+
+
+@pytest.mark.parametrize("minutes", [3, 20])
+def test_another_windows_expiry_by_order_never_reopens_the_attempt(
+    app: Flask, toss: responses.RequestsMock, order: Order, minutes: int
+) -> None:
+    """By orderId Toss answers with an earlier, expired window; by paymentKey the attempt is
+    DONE: the order is paid by the attempt, the other window only noted."""
+    make_stuck(app, order, "NEEDS_RECONCILE", minutes=minutes)
+    toss.get(lookup_url(order.order_id), json=other_window(order, "EXPIRED", **expired_failure()))
+    toss.get(key_url(PK), json=payment_json(order.order_id, order.amount, PK))
+
+    report = run(app)
+
+    after = get_order(app, order.order_id)
+    assert (after.status, after.payment_key) == ("PAID", PK)
+    assert report.settled == {"PAID": 1}
+    assert confirm_calls(toss) == []
+    assert others(app, order.order_id) == [(OTHER_PK, "EXPIRED")]
+
+
+def test_attempt_expired_at_toss_makes_the_order_payable_with_a_korean_message(
+    app: Flask, toss: responses.RequestsMock, order: Order
+) -> None:
+    make_stuck(app, order, "NEEDS_RECONCILE", minutes=12)
+    expired = payment_json(order.order_id, order.amount, PK, "EXPIRED", **expired_failure())
+    toss.get(lookup_url(order.order_id), json=expired)
+    toss.get(key_url(PK), json=expired)
+
+    run(app)
+
+    after = get_order(app, order.order_id)
+    assert (after.status, after.payment_key) == ("PENDING", None)
+    assert after.failure_code == "EXPIRED_PAYMENT"
+    assert after.failure_message == "결제 시간이 만료되었습니다. 다시 결제해주세요."
+    assert confirm_calls(toss) == []
+
+
+def test_lookup_by_order_alone_never_makes_the_order_payable_again(
+    app: Flask, toss: responses.RequestsMock, order: Order
+) -> None:
+    """The by-orderId answer shows the attempt EXPIRED, but Toss cannot be asked by paymentKey:
+    nothing is decided on the by-orderId answer alone."""
+    make_stuck(app, order, "NEEDS_RECONCILE", minutes=20)
+    expired = payment_json(order.order_id, order.amount, PK, "EXPIRED", **expired_failure())
+    toss.get(lookup_url(order.order_id), json=expired)
+    toss_down(toss, key_url(PK))
+
+    report = run(app)
+
+    after = get_order(app, order.order_id)
+    assert (after.status, after.payment_key) == ("NEEDS_RECONCILE", PK)
+    assert report.still_unknown == 1
+
+
+def test_aborted_attempt_within_the_window_is_confirmed_again_and_toss_decides(
+    app: Flask, toss: responses.RequestsMock, order: Order
+) -> None:
+    """ABORTED may not be Toss's last word while its confirm window lasts (a retry with the same
+    Idempotency-Key can still be approved): the confirm is repeated; Toss replays the refusal."""
+    make_stuck(app, order, "NEEDS_RECONCILE", minutes=3)
+    aborted = payment_json(
+        order.order_id,
+        order.amount,
+        PK,
+        "ABORTED",
+        failure={"code": "REJECT_CARD_COMPANY", "message": "카드사에서 거절했습니다."},
+    )
+    toss.get(lookup_url(order.order_id), json=aborted)
+    toss.get(key_url(PK), json=aborted)
+    toss.post(CONFIRM_URL, status=403, json={"code": "REJECT_CARD_COMPANY", "message": "거절"})
+
+    run(app)
+
+    (call,) = confirm_calls(toss)
+    assert call.request.headers["Idempotency-Key"] == confirm_idempotency_key(order.order_id, PK)
+    after = get_order(app, order.order_id)
+    assert (after.status, after.payment_key, after.failure_code) == (
+        "PENDING",
+        None,
+        "REJECT_CARD_COMPANY",
+    )
+
+
+@pytest.mark.parametrize(
+    ("attempt", "expected"),
+    [("ABORTED", "PENDING"), ("IN_PROGRESS", "NEEDS_RECONCILE"), ("READY", "NEEDS_RECONCILE")],
+)
+def test_after_the_window_only_an_attempt_toss_did_not_approve_is_given_up(
+    app: Flask, toss: responses.RequestsMock, order: Order, attempt: str, expected: str
+) -> None:
+    """After the confirm window, ABORTED (failure COMMON_ERROR, as in Toss's error-code page,
+    https://docs.tosspayments.com/reference/error-codes) is Toss's word the attempt was not
+    approved; an IN_PROGRESS payment waits for Toss to expire it."""
+    make_stuck(app, order, "NEEDS_RECONCILE", minutes=20)
+    failure = {
+        "code": "COMMON_ERROR",
+        "message": "일시적인 오류가 발생했습니다. 잠시 후 다시 시도해주세요.",
+    }
+    answer = payment_json(
+        order.order_id,
+        order.amount,
+        PK,
+        attempt,
+        **({"failure": failure} if attempt == "ABORTED" else {}),
+    )
+    toss.get(lookup_url(order.order_id), json=answer)
+    toss.get(key_url(PK), json=answer)
+
+    report = run(app)
+
+    after = get_order(app, order.order_id)
+    assert after.status == expected
+    assert confirm_calls(toss) == []
+    if expected == "PENDING":
+        assert (after.payment_key, after.failure_code) == (None, "COMMON_ERROR")
+        assert after.failure_message == "일시적인 오류가 발생했습니다. 잠시 후 다시 결제해주세요."
+    else:
+        assert after.payment_key == PK
+        assert report.still_unknown == 1
+
+
+def test_money_in_another_window_settles_the_order_and_a_second_charge_is_flagged(
+    app: Flask,
+    toss: responses.RequestsMock,
+    order: Order,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """By orderId Toss shows another window DONE: that payment settles the order. When the
+    attempt's own DONE webhook arrives later, the second charge is flagged for an operator and
+    never replaces the order's payment."""
+    make_stuck(app, order, "NEEDS_RECONCILE", minutes=3)
+    toss.get(lookup_url(order.order_id), json=other_window(order, "DONE"))
+
+    run(app)
+
+    after = get_order(app, order.order_id)
+    assert (after.status, after.payment_key) == ("PAID", OTHER_PK)
+    assert confirm_calls(toss) == []
+    toss.get(key_url(PK), json=payment_json(order.order_id, order.amount, PK))
+    body = {
+        "eventType": "PAYMENT_STATUS_CHANGED",
+        "createdAt": "2026-11-22T10:00:06.000000",
+        "data": payment_json(order.order_id, order.amount, PK),
+    }
+    assert app.test_client().post("/api/payment/webhook", json=body).status_code == 200
+    with caplog.at_level(logging.CRITICAL), app.app_context():
+        run_once("second-charge-test")
+        db.session.remove()
+
+    after = get_order(app, order.order_id)
+    assert (after.status, after.payment_key) == ("PAID", OTHER_PK)
+    with app.app_context():
+        assert db.session.scalars(select(Payment.payment_key)).all() == [OTHER_PK]
+    assert others(app, order.order_id) == [(PK, "DONE")]
+    assert any(r.getMessage().startswith("ALERT") for r in caplog.records)
 
 
 def test_recently_updated_order_is_left_alone(
@@ -444,7 +642,7 @@ def test_deposit_past_its_due_date_is_settled_with_toss(
     code: str | None,
 ) -> None:
     issue_virtual_account(app, toss, order)
-    toss.get(lookup_url(order.order_id), json=va_payment(order.order_id, order.amount, toss_status))
+    toss.get(key_url(VA_PK), json=va_payment(order.order_id, order.amount, toss_status))
     since = len(audit(app, order.order_id))
 
     report = run(app, now=DUE + timedelta(minutes=1))
@@ -452,7 +650,9 @@ def test_deposit_past_its_due_date_is_settled_with_toss(
     assert get_order(app, order.order_id).status == expected
     assert moves(app, order.order_id, since) == [("AWAITING_DEPOSIT", expected, "reconcile")]
     assert last_code(app, order.order_id) == code
-    assert [c.request.url for c in toss.calls] == [lookup_url(order.order_id)]
+    # The account's own payment, by its paymentKey (by orderId Toss may answer about another
+    # window of the order).
+    assert [c.request.url for c in toss.calls] == [key_url(VA_PK)]
     assert report.expired == (1 if expected == "EXPIRED" else 0)
 
 
@@ -471,7 +671,7 @@ def test_overdue_deposit_is_not_expired_when_toss_cannot_be_asked(
     app: Flask, toss: responses.RequestsMock, order: Order
 ) -> None:
     issue_virtual_account(app, toss, order)
-    toss_down(toss, lookup_url(order.order_id))
+    toss_down(toss, key_url(VA_PK))
 
     report = run(app, now=DUE + timedelta(minutes=1))
 
@@ -485,7 +685,7 @@ def test_overdue_deposits_are_not_starved_by_orders_not_yet_due(
     later, overdue = order_factory(), order_factory()
     issue_virtual_account(app, toss, later, due=LATER_DUE)
     issue_virtual_account(app, toss, overdue)
-    toss.get(lookup_url(overdue.order_id), json=va_payment(overdue.order_id, overdue.amount))
+    toss.get(key_url(VA_PK), json=va_payment(overdue.order_id, overdue.amount))
 
     run(app, now=DUE + timedelta(minutes=1), limit=1)
 
@@ -513,7 +713,7 @@ def test_two_reconcile_runs_at_once_end_in_one_state_with_one_audit_row_per_move
 
     toss.add_callback(responses.GET, lookup_url(stuck.order_id), callback=lookup_done)
     not_found(toss, lookup_url(stale.order_id))
-    toss.get(lookup_url(overdue.order_id), json=va_payment(overdue.order_id, overdue.amount))
+    toss.get(key_url(VA_PK), json=va_payment(overdue.order_id, overdue.amount))
     now = DUE + timedelta(minutes=1)
 
     reports = race([lambda: run(app, now=now)] * 2)

@@ -23,6 +23,7 @@ from flask import Flask
 from payments.ops.sandbox import INPROCESS_SHOP
 from payments.sandbox import state
 from payments.sandbox.models import SandboxWebhook
+from payments.sandbox.payments import sweep
 from payments.sandbox.sender import MAX_ATTEMPTS, RETRY_MINUTES
 from payments.sandbox.testing import SandboxDriver, Window, deliver_webhooks
 from tests.helpers import dispose, sandbox_alone, sandbox_app, sandbox_of, sandbox_rows
@@ -117,8 +118,10 @@ def test_every_status_change_is_sent(
     make: Callable[..., Flask], hook: responses.RequestsMock
 ) -> None:
     """Toss sends a webhook for every status change (confirm, cancels, issue, deposit, expiry,
-    abort), and DEPOSIT_CALLBACK {createdAt, secret, status, transactionKey, orderId} for a
-    deposit."""
+    abort), and DEPOSIT_CALLBACK {createdAt, secret, status, transactionKey, orderId} when a
+    virtual account is issued, paid and cancelled (https://docs.tosspayments.com/en/webhooks);
+    a refused confirm's ABORTED carries its failure (an ABORTED webhook on Toss's forum,
+    https://techchat.tosspayments.com/m/1131524149819478036)."""
     sandbox = make()
     driver = driver_for(sandbox)
     card = driver.open_window(amount=30_000)
@@ -143,14 +146,17 @@ def test_every_status_change_is_sent(
         "PARTIAL_CANCELED",
         "CANCELED",
         "WAITING_FOR_DEPOSIT",
+        "DEPOSIT_CALLBACK",
         "DONE",
         "DEPOSIT_CALLBACK",
         "EXPIRED",
         "ABORTED",
         "WAITING_FOR_DEPOSIT",
+        "DEPOSIT_CALLBACK",
         "CANCELED",
+        "DEPOSIT_CALLBACK",
     ]
-    deposit = calls[5][1]
+    deposit = calls[6][1]
     after = driver.get(va.payment_key).body
     assert deposit == {
         "createdAt": "2026-11-22T10:00:00.000000",
@@ -159,8 +165,15 @@ def test_every_status_change_is_sent(
         "transactionKey": after["lastTransactionKey"],
         "orderId": va.order_id,
     }
-    assert calls[4][1]["data"]["paymentKey"] == va.payment_key  # both webhooks of one deposit
-    assert calls[7][1]["data"]["failure"]["code"] == "REJECT_CARD_PAYMENT"
+    assert calls[5][1]["data"]["paymentKey"] == va.payment_key  # both webhooks of one deposit
+    assert calls[4][1]["status"] == "WAITING_FOR_DEPOSIT"  # the issuance's DEPOSIT_CALLBACK
+    assert calls[4][1]["secret"] == issued["secret"]
+    assert calls[8][1]["data"]["status"] == "ABORTED"
+    assert calls[8][1]["data"]["failure"] == {
+        "code": "REJECT_CARD_PAYMENT",
+        "message": "한도초과 혹은 잔액부족으로 결제에 실패했습니다.",
+    }
+    assert [b["status"] for _, b in calls if "eventType" not in b][-1] == "CANCELED"
     assert len({h["tosspayments-webhook-transmission-id"] for h, _ in calls}) == len(calls)
 
 
@@ -286,8 +299,8 @@ def test_delay_knob(make: Callable[..., Flask], hook: responses.RequestsMock) ->
 @pytest.mark.parametrize(
     ("reorder", "expected"),
     [
-        (False, ["WAITING_FOR_DEPOSIT", "DONE", "DEPOSIT_CALLBACK"]),
-        (True, ["DEPOSIT_CALLBACK", "DONE", "WAITING_FOR_DEPOSIT"]),
+        (False, ["WAITING_FOR_DEPOSIT", "DEPOSIT_CALLBACK", "DONE", "DEPOSIT_CALLBACK"]),
+        (True, ["DEPOSIT_CALLBACK", "DONE", "DEPOSIT_CALLBACK", "WAITING_FOR_DEPOSIT"]),
     ],
 )
 def test_reorder_knob(
@@ -300,7 +313,7 @@ def test_reorder_knob(
     confirm(driver, w)
     driver.deposit(w.order_id)
     state(sandbox).advance(5)
-    assert deliver_webhooks(sandbox) == 3
+    assert deliver_webhooks(sandbox) == 4
     assert status_events(sent(hook)) == expected
 
 
@@ -410,3 +423,120 @@ def test_standalone_sandbox_without_url_records_nothing(make: Callable[..., Flas
     assert confirm(driver, driver.open_window()).body["status"] == "DONE"
     assert sandbox_rows(sandbox, SandboxWebhook) == []
     assert deliver_webhooks(sandbox) == 0
+
+
+# -- windows and virtual accounts over time ------------------------------------------------------
+
+
+def sweep_now(sandbox: Flask) -> None:
+    """What the sender thread does on its own before each delivery round: apply the deadlines
+    that passed."""
+    with sandbox.app_context():
+        sweep()
+
+
+def test_windows_nobody_finished_expire_with_a_webhook_after_thirty_minutes(
+    make: Callable[..., Flask], hook: responses.RequestsMock
+) -> None:
+    """An abandoned window, one the shopper closed and one whose card was refused all stay READY
+    and send nothing; 30 minutes after opening each turns EXPIRED with failure EXPIRED_PAYMENT,
+    announced by PAYMENT_STATUS_CHANGED without anyone looking
+    (https://docs.tosspayments.com/en/webhooks: READY has 30 minutes; the failure as on Toss's
+    forum, https://techchat.tosspayments.com/m/1410526054635933798)."""
+    sandbox = make()
+    driver = driver_for(sandbox)
+    abandoned, _ = driver.start_window()
+    closed = driver.open_window(scenario="cancel_by_user").opened_payment_key
+    refused = driver.open_window(scenario="reject_card").opened_payment_key
+    state(sandbox).advance(30 * 60 - 1)
+    sweep_now(sandbox)
+    assert deliver_webhooks(sandbox) == 0
+    state(sandbox).advance(1)
+    sweep_now(sandbox)
+    assert deliver_webhooks(sandbox) == 3
+    calls = sent(hook)
+    assert {body["data"]["paymentKey"] for _, body in calls} == {abandoned, closed, refused}
+    for _, body in calls:
+        assert body["eventType"] == "PAYMENT_STATUS_CHANGED"
+        assert body["data"]["status"] == "EXPIRED"
+        assert body["data"]["failure"] == {
+            "code": "EXPIRED_PAYMENT",
+            "message": "결제가 만료되었습니다. 다시 시도해주세요.",
+        }
+    sweep_now(sandbox)
+    assert deliver_webhooks(sandbox) == 0  # expired once
+
+
+def test_an_unconfirmed_payment_expires_with_a_webhook_after_ten_minutes(
+    make: Callable[..., Flask], hook: responses.RequestsMock
+) -> None:
+    """An authenticated payment nobody confirms within 10 minutes turns EXPIRED, announced
+    (https://docs.tosspayments.com/en/webhooks; Toss's reference: the payment "만료됩니다",
+    linking its PAYMENT_STATUS_CHANGED event, https://docs.tosspayments.com/reference)."""
+    sandbox = make()
+    driver = driver_for(sandbox)
+    w = driver.open_window()
+    state(sandbox).advance(10 * 60)
+    sweep_now(sandbox)
+    assert deliver_webhooks(sandbox) == 1
+    ((_, body),) = sent(hook)
+    assert (body["data"]["paymentKey"], body["data"]["status"]) == (w.payment_key, "EXPIRED")
+    assert body["data"]["failure"]["code"] == "EXPIRED_PAYMENT"
+
+
+def test_a_virtual_accounts_deposit_callbacks(
+    make: Callable[..., Flask], hook: responses.RequestsMock
+) -> None:
+    """DEPOSIT_CALLBACK is sent when the account is issued (WAITING_FOR_DEPOSIT), paid (DONE),
+    and when a deposit error moves it from DONE back to WAITING_FOR_DEPOSIT; each with
+    PAYMENT_STATUS_CHANGED beside it (https://docs.tosspayments.com/en/webhooks). The buyer may
+    then deposit again. The refund of a deposited account completes 2 days after its cancel
+    (https://docs.tosspayments.com/reference, 결제 취소) without a webhook: refundStatus is not
+    a payment status."""
+    sandbox = make()
+    driver = driver_for(sandbox)
+    w = driver.open_window(scenario="virtual_account")
+    secret = confirm(driver, w).body["secret"]
+    assert driver.deposit(w.order_id).status == 200
+    back = driver.deposit_error(w.order_id)
+    assert back.status == 200
+    assert (back.body["status"], back.body["approvedAt"]) == ("WAITING_FOR_DEPOSIT", None)
+    assert driver.deposit_error(w.order_id).status == 409  # nothing deposited now
+    assert driver.deposit(w.order_id).body["status"] == "DONE"
+    refund_account = {"bank": "88", "accountNumber": "110123456789", "holderName": "김토스"}
+    refunded = driver.cancel(w.payment_key, refundReceiveAccount=refund_account).body
+    assert (refunded["status"], refunded["virtualAccount"]["refundStatus"]) == (
+        "CANCELED",
+        "PENDING",
+    )
+    assert driver.deposit_error(w.order_id).status == 409  # a cancelled deposit stays cancelled
+
+    deliver_webhooks(sandbox)
+    calls = sent(hook)
+    assert status_events(calls) == [
+        "WAITING_FOR_DEPOSIT",
+        "DEPOSIT_CALLBACK",
+        "DONE",
+        "DEPOSIT_CALLBACK",
+        "WAITING_FOR_DEPOSIT",
+        "DEPOSIT_CALLBACK",
+        "DONE",
+        "DEPOSIT_CALLBACK",
+        "CANCELED",
+    ]
+    callbacks = [body for _, body in calls if "eventType" not in body]
+    assert [c["status"] for c in callbacks] == [
+        "WAITING_FOR_DEPOSIT",
+        "DONE",
+        "WAITING_FOR_DEPOSIT",
+        "DONE",
+    ]
+    assert {c["secret"] for c in callbacks} == {secret}
+    assert {c["orderId"] for c in callbacks} == {w.order_id}
+    assert len({c["transactionKey"] for c in callbacks}) == 4
+
+    state(sandbox).advance(48 * 3600)
+    sweep_now(sandbox)
+    assert deliver_webhooks(sandbox) == 0
+    after = driver.get(w.payment_key).body
+    assert (after["status"], after["virtualAccount"]["refundStatus"]) == ("CANCELED", "COMPLETED")

@@ -32,6 +32,7 @@ SCENARIO_ORDER = [
     "cancel_by_user",
     "virtual_account",
     "provider_error",
+    "server_error",
     "slow_confirm",
 ]
 
@@ -120,10 +121,14 @@ def test_the_shop_loads_the_widget_from_its_mounted_sandbox(shop: Flask) -> None
 def test_widget_session_registers_a_ready_window(
     client: FlaskClient, driver: SandboxDriver
 ) -> None:
-    """Toss issues no paymentKey before the shopper finishes the window: nothing to look up."""
+    """The window's payment exists from the moment it opens: READY, with its paymentKey (Toss's
+    initial status, https://docs.tosspayments.com/reference, Payment 객체); no webhook."""
     path, body = widget_session(client)
     assert re.fullmatch(r"/sandbox/window/[A-Za-z0-9_-]{20,}", path)
-    assert driver.get_by_order(body["orderId"]).status == 404
+    found = driver.get_by_order(body["orderId"])
+    assert found.status == 200
+    assert (found.body["status"], found.body["method"]) == ("READY", None)
+    assert driver.get(found.body["paymentKey"]).body == found.body
 
 
 def test_widget_session_speaks_cors_for_a_sandbox_on_another_origin(client: FlaskClient) -> None:

@@ -29,7 +29,8 @@ from werkzeug.test import TestResponse
 import payments.webhooks.inbox
 import payments.webhooks.worker as webhooks
 from payments.core.clock import utcnow
-from payments.core.models import Order, Payment, WebhookEvent
+from payments.core.models import Order, Payment, Refund, WebhookEvent
+from payments.core.states import RefundStatus
 from payments.extensions import db
 from payments.webhooks.inbox import MAX_BODY
 from payments.webhooks.worker import RETRY_DELAYS, process, prune, run_once
@@ -1186,6 +1187,169 @@ def test_virtual_account_order_follows_toss(
     moves = audit(app, order.order_id)[len(trail) :]
     assert [m[2] for m in moves] == expected
     assert {m[3] for m in moves} == {"webhook"}
+
+
+def refunded_account(
+    order: Order, refund_status: str, status: str = "CANCELED", balance: int = 0
+) -> dict[str, Any]:
+    """Toss's record of a deposited virtual account whose money went back to the buyer's
+    account: cancels[] hold the refunds, `virtualAccount.refundStatus` tracks the bank transfer
+    (NONE → PENDING → COMPLETED; Payment object, https://docs.tosspayments.com/reference)."""
+    answer = va_payment(order.order_id, order.amount, status)
+    refunded = order.amount - balance
+    answer.update(
+        balanceAmount=balance,
+        lastTransactionKey="txkey_va_refund_01",
+        cancels=[cancel_entry(refunded, balance, "txkey_va_refund_01")],
+    )
+    answer["virtualAccount"] = {**answer["virtualAccount"], "refundStatus": refund_status}
+    return answer
+
+
+def test_deposited_virtual_account_refunded_to_zero_ends_refunded(
+    app: Flask, toss: responses.RequestsMock, order: Order
+) -> None:
+    issue_virtual_account(app, toss, order)
+    deliver(app, toss, order, va_payment(order.order_id, order.amount, "DONE"), "whtrans_dep")
+    assert get_order(app, order.order_id).status == "PAID"
+
+    deliver(app, toss, order, refunded_account(order, "PENDING"), "whtrans_refund_pending")
+    assert get_order(app, order.order_id).status == "REFUNDED"
+    deliver(app, toss, order, refunded_account(order, "COMPLETED"), "whtrans_refund_done")
+
+    assert get_order(app, order.order_id).status == "REFUNDED"
+    payment = get_payment(app, order.order_id)
+    assert payment is not None
+    assert (payment.status, payment.balance_amount) == ("CANCELED", 0)
+    assert [m[2] for m in audit(app, order.order_id) if m[0] == "transition"][-2:] == [
+        "PAID",
+        "REFUNDED",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "refund_status"),
+    [("CANCELED", "COMPLETED"), ("CANCELED", "PENDING"), ("PARTIAL_CANCELED", "COMPLETED")],
+)
+def test_deposit_never_seen_then_refunded_to_zero_ends_refunded_not_canceled(
+    app: Flask, toss: responses.RequestsMock, order: Order, status: str, refund_status: str
+) -> None:
+    """The deposit's webhooks were lost and an operator refunded the whole deposit: Toss's record
+    says the money came and went back (refundStatus is not NONE), so the order was paid and is
+    refunded, not cancelled unpaid. A PARTIAL_CANCELED payment with nothing left is refunded too
+    (docs silent on whether Toss ever shows one: the balance decides)."""
+    issue_virtual_account(app, toss, order)
+    trail = audit(app, order.order_id)
+
+    deliver(app, toss, order, refunded_account(order, refund_status, status), "whtrans_refunded")
+
+    assert get_order(app, order.order_id).status == "REFUNDED"
+    assert [m[1:3] for m in audit(app, order.order_id)[len(trail) :]] == [
+        ("AWAITING_DEPOSIT", "PAID"),
+        ("PAID", "REFUNDED"),
+    ]
+
+
+def test_virtual_account_cancelled_before_any_deposit_ends_canceled(
+    app: Flask, toss: responses.RequestsMock, order: Order
+) -> None:
+    issue_virtual_account(app, toss, order)
+    answer = refunded_account(order, "NONE")  # nothing was deposited, nothing to send back
+
+    deliver(app, toss, order, answer, "whtrans_cancelled")
+
+    assert get_order(app, order.order_id).status == "CANCELED"
+
+
+# -- CANCEL_STATUS_CHANGED ------------------------------------------------------------------
+
+
+def cancel_status_changed(data: dict[str, Any]) -> bytes:
+    """A CANCEL_STATUS_CHANGED body: its data is a Cancel object, which names no payment
+    (https://docs.tosspayments.com/reference/using-api/webhook-events)."""
+    return encode(
+        {
+            "eventType": "CANCEL_STATUS_CHANGED",
+            "createdAt": "2026-11-22T15:10:45.000000",
+            "data": data,
+        }
+    )
+
+
+def add_refund(app: Flask, order: Order, transaction_key: str) -> None:
+    """An operator's whole refund whose cancel Toss answered as still in progress."""
+    with app.app_context():
+        db.session.add(
+            Refund(
+                order_pk=order.id,
+                refund_key="refund-cancel-status-test-0001",
+                amount=order.amount,
+                full=True,
+                balance_before=order.amount,
+                reason="고객 요청",
+                status=RefundStatus.DONE,
+                requested_by="operator",
+                transaction_key=transaction_key,
+            )
+        )
+        db.session.commit()
+
+
+@pytest.mark.parametrize("known_as", ["refund", "last transaction"])
+def test_cancel_status_changed_is_traced_to_its_payment_and_rechecked(
+    app: Flask, client: FlaskClient, toss: responses.RequestsMock, order: Order, known_as: str
+) -> None:
+    pay_by_card(app, toss, order)
+    done, _partial, canceled = refund_story(order)
+    cancel = {**canceled["cancels"][-1], "cancelStatus": "DONE"}
+    if known_as == "refund":
+        add_refund(app, order, cancel["transactionKey"])
+    else:  # Toss's earlier status change already carried the cancel's transaction
+        in_progress = {**canceled, "status": "DONE", "balanceAmount": order.amount}
+        deliver(app, toss, order, in_progress, "whtrans_cancel_started")
+        assert get_payment(app, order.order_id).last_transaction_key == cancel["transactionKey"]  # type: ignore[union-attr]
+        toss.calls.reset()
+    toss_says(toss, by_key(CARD_PK), canceled)
+
+    post(client, cancel_status_changed(cancel), toss_headers("whtrans_cancel_status"))
+    work(app)
+
+    event = events(app)[-1]
+    assert (event.kind, event.status) == ("CANCEL_STATUS_CHANGED", "DONE")
+    assert (event.order_id, event.payment_key) == (order.order_id, CARD_PK)
+    assert [c.request.url for c in toss.calls] == [by_key(CARD_PK)]
+    assert get_order(app, order.order_id).status == "REFUNDED"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        cancel_entry(5_000, 0, "txkey_someone_elses_0001"),
+        {"cancelStatus": "DONE", "cancelAmount": 5_000},
+        {},
+    ],
+    ids=["unknown-transaction", "no-transaction-key", "empty"],
+)
+def test_cancel_status_changed_naming_nothing_of_ours_is_ignored_not_rejected(
+    app: Flask,
+    client: FlaskClient,
+    toss: responses.RequestsMock,
+    order: Order,
+    data: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pay_by_card(app, toss, order)
+
+    with caplog.at_level(logging.INFO):
+        post(client, cancel_status_changed(data))
+        work(app)
+
+    (event,) = events(app)
+    assert (event.kind, event.status) == ("CANCEL_STATUS_CHANGED", "IGNORED")
+    assert event.result == "cancel of a transaction this shop does not know"
+    assert len(toss.calls) == 0
+    assert get_order(app, order.order_id).status == "PAID"
+    assert not [r for r in caplog.records if "security" in r.getMessage()]
 
 
 @pytest.mark.parametrize(

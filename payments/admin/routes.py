@@ -70,6 +70,7 @@ EVENT_LABELS = {
     "payment_mismatch": "결제 정보 불일치",
     "refund_requested": "환불 요청",
     "refund_failed": "환불 실패",
+    "other_payment": "다른 결제창의 결제",
 }
 WEBHOOK_LABELS = {
     "PENDING": "대기",

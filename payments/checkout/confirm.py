@@ -28,8 +28,9 @@ from ..core.models import Order
 from ..core.orders import ORDER_ID_RE, PAYMENT_KEY_RE, find_order, record, transition
 from ..core.states import IN_FLIGHT, SETTLED, OrderStatus, Source
 from ..extensions import db, toss
+from ..toss import Payment as TossPayment
 from ..toss import TossError
-from .settle import apply_payment, lookup
+from .settle import apply_payment, fetch, lookup
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +211,22 @@ def _refused(order: Order, req: ConfirmRequest, exc: TossError, source: Source) 
             _to_reconcile(order, source, code)
             raise ServiceError("PAYMENT_PENDING", http_status=409) from None
         apply_payment(order, payment, source)
+        if order.status == S.CONFIRMING and payment.status == "ABORTED":
+            # Toss refused this confirm as processed and its record of the attempt is ABORTED:
+            # the attempt is over, the shopper may pay again.
+            failure = payment.failure_code or "PAYMENT_ABORTED"
+            transition(
+                order,
+                S.PENDING,
+                source,
+                payment_key=req.payment_key,
+                code=failure,
+                values={
+                    "payment_key": None,
+                    "failure_code": failure,
+                    "failure_message": message_for(failure),
+                },
+            )
         db.session.commit()
         _raise_if_unsuccessful(order)
         return order
@@ -288,28 +305,66 @@ def window_failed(order_id: str, code: str) -> Order | None:
 
 def settle_by_lookup(order: Order, source: Source) -> OrderStatus:
     """Ask Toss for the order's payment and apply it; the order's status afterwards (unchanged
-    when Toss has none or cannot be asked)."""
-    _answered, payment = lookup(order.order_id)
-    if payment is not None:
-        apply_payment(order, payment, source)
+    when Toss has none or cannot be asked).
+
+    Toss's answer by orderId may be another window's payment: then the attempt's own payment
+    is asked for by its paymentKey too. Nothing here makes the order payable again on an
+    ABORTED answer (reconcile decides that after Toss's confirm window).
+    """
+    _answered, found = lookup(order.order_id)
+    if found is not None:
+        apply_payment(order, found, source, by_order=True)
         db.session.commit()
+    attempt = order.payment_key
+    if order.status in IN_FLIGHT and found is not None and attempt and found.payment_key != attempt:
+        _known, mine = _attempt_payment(order, attempt)
+        if mine is not None:
+            apply_payment(order, mine, source)
+            db.session.commit()
     return order.status
+
+
+def _attempt_payment(order: Order, payment_key: str) -> tuple[bool, TossPayment | None]:
+    """Toss's word about the attempt's own payment: (answered, payment or None when Toss has no
+    payment of this order under that key)."""
+    known, payment = fetch(payment_key)
+    if payment is not None and payment.order_id != order.order_id:
+        # The success URL's paymentKey belongs to another order: none of this order under it.
+        logger.warning(
+            "attempt's paymentKey is another order's payment",
+            extra={"order_id": order.order_id, "toss_order_id": payment.order_id},
+        )
+        return True, None
+    return known, payment
 
 
 def finish_unknown(order: Order, now: datetime) -> OrderStatus:
     """Settle a CONFIRMING/NEEDS_RECONCILE order nobody finished (a crash, a lost answer).
 
-    Toss's record of the order decides first. Without a decided payment there, the confirmation
-    is repeated with its own Idempotency-Key while Toss still allows it (Toss runs it at most
-    once); after that window, and only with Toss's word that no payment exists, no money can
-    have moved and the order is payable again.
+    Toss's record decides first: by orderId (money in another window settles the order too),
+    then the attempt's own payment by its paymentKey (GET /v1/payments/{paymentKey}):
+    - DONE, WAITING_FOR_DEPOSIT, (PARTIAL_)CANCELED: Toss approved it; the order follows;
+    - EXPIRED: Toss gave up on it and can no longer approve it; the order is payable again;
+    - READY / IN_PROGRESS, ABORTED, no such payment, or no answer: while Toss's confirm window
+      lasts, the confirmation is repeated with its own Idempotency-Key (Toss runs it at most
+      once and may still approve it); after the window, only Toss's word that the attempt's
+      payment was not approved (ABORTED, or no such payment) makes the order payable again.
+      An IN_PROGRESS payment waits for Toss to expire it, and silence never gives up.
     """
-    answered, payment = lookup(order.order_id)
-    if payment is not None:
-        apply_payment(order, payment, Source.RECONCILE)
+    answered, found = lookup(order.order_id)
+    if found is not None:
+        apply_payment(order, found, Source.RECONCILE, by_order=True)
         db.session.commit()
     if order.status not in IN_FLIGHT:
         return order.status
+    known, mine = False, None
+    if answered and order.payment_key:  # when Toss cannot be asked, the next run asks again
+        known, mine = _attempt_payment(order, order.payment_key)
+    if mine is not None:
+        apply_payment(order, mine, Source.RECONCILE)
+        db.session.commit()
+        if order.status not in IN_FLIGHT:
+            return order.status
     started = order.confirm_started_at or order.updated_at
     if order.payment_key and order.confirm_idempotency_key and now - started < CONFIRM_WINDOW:
         try:
@@ -321,11 +376,16 @@ def finish_unknown(order: Order, now: datetime) -> OrderStatus:
             )
         except TossError as exc:
             if not (exc.retryable or exc.outcome_unknown):
-                _attempt_over(order, exc.code)
+                code = exc.code
+                if mine is not None and mine.status == "ABORTED" and mine.failure_code:
+                    code = mine.failure_code  # Toss's reason rather than "already processed"
+                _attempt_over(order, code)
             return order.status
         apply_payment(order, payment, Source.RECONCILE, answer_to_confirm=True)
         db.session.commit()
-    elif answered and payment is None and now - started >= CONFIRM_WINDOW + timedelta(minutes=1):
+    elif mine is not None and mine.status == "ABORTED" and now - started >= CONFIRM_WINDOW:
+        _attempt_over(order, mine.failure_code or "PAYMENT_ABORTED")
+    elif known and mine is None and now - started >= CONFIRM_WINDOW + timedelta(minutes=1):
         _attempt_over(order, "NOT_FOUND_PAYMENT_SESSION")
     return order.status
 
@@ -338,6 +398,6 @@ def _attempt_over(order: Order, code: str) -> None:
         S.PENDING,
         Source.RECONCILE,
         code=code,
-        values={"payment_key": None, "failure_code": code},
+        values={"payment_key": None, "failure_code": code, "failure_message": message_for(code)},
     )
     db.session.commit()

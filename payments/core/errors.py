@@ -21,6 +21,10 @@ TOSS_MESSAGES_KO: dict[str, str] = {
     "PAY_PROCESS_CANCELED": "결제를 취소하셨습니다. 언제든 다시 결제할 수 있습니다.",
     "PAY_PROCESS_ABORTED": "결제가 중단되었습니다. 다시 시도해주세요.",
     "ALREADY_PROCESSED_PAYMENT": "이미 처리된 결제입니다.",
+    # A payment window left unfinished expires (Toss: "결제가 만료되었습니다. 다시 시도해주세요.").
+    "EXPIRED_PAYMENT": "결제 시간이 만료되었습니다. 다시 결제해주세요.",
+    # Toss's failure for a temporary error on its side (an ABORTED payment's `failure`).
+    "COMMON_ERROR": "일시적인 오류가 발생했습니다. 잠시 후 다시 결제해주세요.",
     # Toss cancel (refund) errors.
     "ALREADY_CANCELED_PAYMENT": "이미 취소된 결제입니다.",
     "INVALID_REFUND_ACCOUNT_INFO": "환불 계좌 정보가 올바르지 않습니다. 은행·계좌번호·예금주를 확인해주세요.",
@@ -42,6 +46,9 @@ TOSS_MESSAGES_KO: dict[str, str] = {
     "PAYMENT_PENDING": "결제를 확인하고 있습니다. 잠시 후 다시 확인해주세요.",
     "PROVIDER_UNAVAILABLE": "결제사와 통신이 원활하지 않습니다. 잠시 후 다시 시도해주세요.",
     "PAYMENT_MISMATCH": "결제 정보가 주문과 달라 결제를 취소했습니다. 고객센터로 문의해주세요.",
+    # A payment that ended without a failure code from Toss.
+    "PAYMENT_EXPIRED": "결제 시간이 만료되었습니다. 다시 결제해주세요.",
+    "PAYMENT_ABORTED": "결제가 완료되지 않았습니다. 다시 결제해주세요.",
 }
 DEFAULT_MESSAGE = "결제 처리 중 오류가 발생했습니다. 고객센터로 문의해주세요."
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from .clock import utcnow
-from .models import AuditEntry, Order, Payment
+from .models import AuditEntry, Order, Payment, Refund
 from .states import OrderStatus, Source
 
 logger = logging.getLogger(__name__)
@@ -166,4 +166,17 @@ def find_order_by_payment_key(payment_key: object) -> Order | None:
     if order is None:
         stored = select(Order).join(Payment).where(Payment.payment_key == payment_key)
         order = db.session.execute(stored).scalar_one_or_none()
+    return order
+
+
+def find_order_by_transaction_key(transaction_key: object) -> Order | None:
+    """The order one of whose refunds, or whose stored payment's latest transaction, has this
+    Toss transaction key (a cancel's `transactionKey`), or None."""
+    if not isinstance(transaction_key, str) or not 0 < len(transaction_key) <= 64:
+        return None
+    refunded = select(Order).join(Refund).where(Refund.transaction_key == transaction_key)
+    order = db.session.execute(refunded.limit(1)).scalar_one_or_none()
+    if order is None:
+        stored = select(Order).join(Payment).where(Payment.last_transaction_key == transaction_key)
+        order = db.session.execute(stored.limit(1)).scalar_one_or_none()
     return order

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, select
 
 from ..admin.refunds import settle_pending
 from ..checkout.confirm import finish_unknown
-from ..checkout.settle import apply_payment, lookup
+from ..checkout.settle import apply_payment, fetch, lookup
 from ..core.clock import KST, utcnow
 from ..core.models import Order, Payment
 from ..core.orders import transition
@@ -85,7 +85,7 @@ def _stale_pending(cutoff: datetime, limit: int, report: Report) -> None:
         if not answered:
             continue
         if payment is not None and payment.status in ("DONE", "WAITING_FOR_DEPOSIT"):
-            apply_payment(order, payment, Source.RECONCILE)
+            apply_payment(order, payment, Source.RECONCILE, by_order=True)
             db.session.commit()
             report.count(order.status)
             continue
@@ -103,7 +103,9 @@ def _overdue_deposits(now: datetime, limit: int, report: Report) -> None:
         if due is None or due > now:
             continue
         handled += 1
-        answered, payment = lookup(order.order_id)
+        # The account's own payment, by its paymentKey: by orderId Toss may answer about
+        # another window of the order, which says nothing about this account.
+        answered, payment = fetch(order.payment.payment_key) if order.payment else (False, None)
         if not answered:
             continue  # never expire on silence: a deposit may be on its way
         if payment is not None:

@@ -12,6 +12,7 @@ Routes (all under /sandbox)
   /sandbox/window/<token>          the payment window: the shopper picks an outcome
   /sandbox/receipt/<paymentKey>    the receipt page `receipt.url` points at
   /sandbox/api/sessions, /sandbox/api/virtual-accounts/<orderId>/deposit,
+  /sandbox/api/virtual-accounts/<orderId>/deposit-error,
   /sandbox/api/payments/<paymentKey>, /sandbox/api/payments/<paymentKey>/expire
       scriptable test helpers (no auth); `testing.py` drives them from Python.
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import api, views
 from .db import configure_engine, db
 from .keys import merchant_keys
-from .payments import sweep_expired
+from .payments import sweep
 from .sender import Sender
 from .settings import SandboxSettings, SettingsError
 from .state import SandboxState
@@ -51,7 +51,7 @@ def create_app(
     app.extensions["toss_sandbox"] = SandboxState(
         settings=settings,
         keys=merchant_keys(settings),
-        sender=Sender(app, settings, http=webhook_session, jobs=[sweep_expired]),
+        sender=Sender(app, settings, http=webhook_session, jobs=[sweep]),
     )
     with app.app_context():
         configure_engine(db.engine)

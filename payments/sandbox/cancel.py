@@ -21,7 +21,7 @@ from .models import (
     SandboxCancel,
     SandboxPayment,
 )
-from .payments import invalid, now, parse_amount, payment_json, require_payment
+from .payments import REFUND_PENDING, invalid, now, parse_amount, payment_json, require_payment
 
 ACCOUNT_NUMBER_RE = re.compile(r"^[0-9-]{6,20}$")
 
@@ -54,7 +54,15 @@ def _parse_refund_account(value: Any) -> RefundAccount | None:
 
 
 def cancel(payment_key: str, body: Any) -> dict[str, Any]:
-    """POST /v1/payments/{paymentKey}/cancel: full (no cancelAmount) or partial."""
+    """POST /v1/payments/{paymentKey}/cancel: full (no cancelAmount) or partial.
+
+    Toss's reference (https://docs.tosspayments.com/reference, "결제 취소"): without
+    cancelAmount the whole balance is cancelled; taxFreeAmount is the tax-free part of the cancel
+    (default 0); an unpaid virtual account is cancelled only in full and needs no refund account
+    (403 NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT otherwise, per the error-code reference); a
+    deposited one needs refundReceiveAccount, and its refund is made 2 days after the cancel
+    (refundStatus PENDING, then COMPLETED: `payments.refresh_deadlines`).
+    """
     if not isinstance(body, dict):
         raise invalid("JSON 본문이 필요합니다.")
     reason = body.get("cancelReason")
@@ -63,10 +71,8 @@ def cancel(payment_key: str, body: Any) -> dict[str, Any]:
     cancel_amount = None
     if body.get("cancelAmount") is not None:
         cancel_amount = parse_amount(body["cancelAmount"], "cancelAmount")
-    refundable: int | None = None
-    if body.get("refundableAmount") is not None:
-        raw = body["refundableAmount"]
-        refundable = 0 if raw in (0, "0") else parse_amount(raw, "refundableAmount")
+    refundable = _optional_amount(body, "refundableAmount")
+    tax_free_asked = _optional_amount(body, "taxFreeAmount")
     account = _parse_refund_account(body.get("refundReceiveAccount"))
 
     payment = require_payment(payment_key)
@@ -82,9 +88,7 @@ def cancel(payment_key: str, body: Any) -> dict[str, Any]:
     if amount > balance:
         raise SandboxError("NOT_CANCELABLE_AMOUNT")
     if status == WAITING_FOR_DEPOSIT and amount != balance:
-        raise SandboxError(
-            "NOT_CANCELABLE_AMOUNT", "입금 전 가상계좌 결제는 전액만 취소할 수 있습니다.", 403
-        )
+        raise SandboxError("NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT")
     deposited_va = payment.method == VIRTUAL_ACCOUNT and payment.deposited_at is not None
     if deposited_va and account is None:
         raise SandboxError(
@@ -92,6 +96,7 @@ def cancel(payment_key: str, body: Any) -> dict[str, Any]:
             "입금이 완료된 가상계좌 결제를 취소하려면 환불 받을 계좌 정보"
             "(refundReceiveAccount)가 필요합니다.",
         )
+    tax_free = _tax_free_part(payment, amount, balance, tax_free_asked)
 
     t = now()
     new_balance = balance - amount
@@ -102,7 +107,7 @@ def cancel(payment_key: str, body: Any) -> dict[str, Any]:
         "last_transaction_key": tkey,
     }
     if deposited_va:
-        values["va_refund_status"] = "COMPLETED"
+        values["va_refund_status"] = REFUND_PENDING
     result = db.session.execute(
         update(SandboxPayment)
         .where(
@@ -122,7 +127,7 @@ def cancel(payment_key: str, body: Any) -> dict[str, Any]:
             transaction_key=tkey,
             cancel_amount=amount,
             cancel_reason=reason.strip(),
-            tax_free_amount=0,
+            tax_free_amount=tax_free,
             refundable_amount=new_balance,
             cancel_status="DONE",
             refund_bank=account.bank if account else None,
@@ -134,5 +139,30 @@ def cancel(payment_key: str, body: Any) -> dict[str, Any]:
     db.session.refresh(payment)
     data = payment_json(payment)
     outbox.status_changed(payment, data)
+    if status == WAITING_FOR_DEPOSIT:
+        # Toss sends DEPOSIT_CALLBACK "when the payment is canceled" too
+        # (https://docs.tosspayments.com/en/webhooks).
+        outbox.deposit_callback(payment)
     db.session.commit()
     return data
+
+
+def _optional_amount(body: dict[str, Any], name: str) -> int | None:
+    raw = body.get(name)
+    if raw is None:
+        return None
+    return 0 if raw in (0, "0") else parse_amount(raw, name)
+
+
+def _tax_free_part(payment: SandboxPayment, amount: int, balance: int, asked: int | None) -> int:
+    """The tax-free part of a cancel of `amount`: what was asked (Toss's default 0), all of it
+    that is left on a full cancel, and never less than the part the taxable balance cannot
+    cover (how Toss splits a cancel the request does not split is not found in its docs)."""
+    left = payment.tax_free_amount - sum(c.tax_free_amount for c in payment.cancels)
+    if amount == balance:
+        return left
+    at_least = max(0, amount - (balance - left))
+    part = max(asked or 0, at_least)
+    if part > min(amount, left):
+        raise SandboxError("NOT_CANCELABLE_AMOUNT", "취소할 수 있는 면세 금액을 초과했습니다.")
+    return part

@@ -23,12 +23,44 @@ from .models import (
     WAITING_FOR_DEPOSIT,
     SandboxPayment,
 )
-from .payments import invalid, move, now, parse_amount, payment_json, require_payment
+from .payments import (
+    REFUND_NONE,
+    invalid,
+    move,
+    now,
+    parse_amount,
+    payment_json,
+    require_payment,
+)
 from .state import state
 
 logger = logging.getLogger(__name__)
 
 VA_BANKS = ("20", "88", "04", "11", "81")  # 우리, 신한, KB국민, NH농협, 하나
+
+# Scenarios whose first confirm fails without doing the work, and the error it answers: Toss's
+# PROVIDER_ERROR is a 400 ("일시적인 오류가 발생했습니다. 잠시 후 다시 시도해주세요.",
+# https://docs.tosspayments.com/reference/error-codes); server_error keeps a 5xx of the same
+# kind. Neither answer is kept under its Idempotency-Key (idempotency.py), so the retry Toss
+# asks for can succeed.
+FAILING_FIRST_CONFIRM = {
+    "provider_error": "PROVIDER_ERROR",
+    "server_error": "FAILED_PAYMENT_INTERNAL_SYSTEM_PROCESSING",
+}
+
+# The secret key a payment's confirm takes: the widget family's for a widget payment, the API
+# family's for a payment-window one (https://docs.tosspayments.com/guides/v2/get-started/migration-guide).
+_KEY_FAMILY_HINT = {
+    "gsk": "잘못된 시크릿키 연동 정보 입니다. 결제위젯으로 요청한 결제는 결제위젯 연동 키의 "
+    "시크릿 키(test_gsk_/live_gsk_)로 승인해주세요.",
+    "sk": "잘못된 시크릿키 연동 정보 입니다. 결제창으로 요청한 결제는 API 개별 연동 키의 "
+    "시크릿 키(test_sk_/live_sk_)로 승인해주세요.",
+}
+
+
+def _family_for(payment: SandboxPayment) -> str:
+    """ "gsk" or "sk": the secret-key family that confirms `payment` (by its client key)."""
+    return "sk" if state().keys.client_family(payment.client_key) == "ck" else "gsk"
 
 
 @dataclass(frozen=True)
@@ -54,13 +86,8 @@ def confirm(body: Any, secret_family: str) -> ConfirmResult:
     amount = parse_amount(body.get("amount"))
 
     payment = require_payment(payment_key)
-    if secret_family != "gsk":
-        raise SandboxError(
-            "FORBIDDEN_REQUEST",
-            "결제위젯으로 생성된 결제는 결제위젯 연동 키의 시크릿 키(test_gsk_/live_gsk_)로 "
-            "승인해야 합니다. API 개별 연동 키(test_sk_/live_sk_)는 사용할 수 없습니다.",
-            403,
-        )
+    if secret_family != _family_for(payment):
+        raise SandboxError("INVALID_API_KEY", _KEY_FAMILY_HINT[_family_for(payment)])
     if payment.status == EXPIRED:
         raise SandboxError("NOT_FOUND_PAYMENT_SESSION")
     if payment.status in CONFIRMED:
@@ -68,14 +95,18 @@ def confirm(body: Any, secret_family: str) -> ConfirmResult:
     if payment.status == ABORTED:
         raise SandboxError(payment.failure_code or "PAY_PROCESS_ABORTED", payment.failure_message)
     if payment.status != IN_PROGRESS:
+        # READY: the shopper has not authenticated this window (yet).
         raise SandboxError("NOT_FOUND_PAYMENT_SESSION")
     if order_id != payment.order_id:
-        raise invalid("orderId가 결제 정보와 일치하지 않습니다.")
+        # Toss's error tables do not say which code another orderId gets; the sandbox answers
+        # as for a payment session it cannot find (404 NOT_FOUND_PAYMENT_SESSION).
+        raise SandboxError("NOT_FOUND_PAYMENT_SESSION")
     if amount != payment.total_amount:
+        # No code for a different amount is found in Toss's docs: the generic one.
         raise invalid("결제 금액(amount)이 결제 요청 금액과 일치하지 않습니다.")
 
     scenario = payment.scenario or "approve"
-    if scenario == "provider_error":
+    if scenario in FAILING_FIRST_CONFIRM:
         # Fails without doing anything; a retry (same key or not) goes through.
         result = db.session.execute(
             update(SandboxPayment)
@@ -89,11 +120,15 @@ def confirm(body: Any, secret_family: str) -> ConfirmResult:
         )
         db.session.commit()
         if result.rowcount == 1:  # type: ignore[attr-defined]
-            raise SandboxError("FAILED_PAYMENT_INTERNAL_SYSTEM_PROCESSING")
+            raise SandboxError(FAILING_FIRST_CONFIRM[scenario])
 
     t = now()
     settings = state().settings
     if scenario == "insufficient_balance":
+        # A refused approval: ABORTED with the refusal as its failure, announced like every
+        # status change (an ABORTED PAYMENT_STATUS_CHANGED shown on Toss's forum,
+        # https://techchat.tosspayments.com/m/1131524149819478036; `failure`: "결제 승인에
+        # 실패하면 응답으로 받는 에러 객체", https://docs.tosspayments.com/reference).
         code = "REJECT_CARD_PAYMENT"
         values: dict[str, Any] = {
             "status": ABORTED,
@@ -119,7 +154,7 @@ def confirm(body: Any, secret_family: str) -> ConfirmResult:
             "va_bank_code": VA_BANKS[int(digits(1)) % len(VA_BANKS)],
             "va_customer_name": payment.customer_name or "김토스",
             "va_due_date": t + timedelta(days=settings.virtual_account_days),
-            "va_refund_status": "NONE",
+            "va_refund_status": REFUND_NONE,
             "va_expired": False,
         }
     else:
@@ -129,8 +164,16 @@ def confirm(body: Any, secret_family: str) -> ConfirmResult:
             "card_issuer_code": "71",
         }
     try:
-        # Flushed, not committed: idempotency.run commits it with the answer it stores.
-        won = move(payment, IN_PROGRESS, values, commit=False)
+        # Flushed, not committed: idempotency.run commits it with the answer it stores. An
+        # issued virtual account is announced by DEPOSIT_CALLBACK too
+        # (https://docs.tosspayments.com/en/webhooks: "when the virtual account is issued").
+        won = move(
+            payment,
+            IN_PROGRESS,
+            values,
+            deposit_callback=payment.method == VIRTUAL_ACCOUNT,
+            commit=False,
+        )
     except IntegrityError:
         # Another window of this orderId was confirmed first (confirmed_order_id is unique).
         db.session.rollback()

@@ -1,10 +1,19 @@
 """Idempotency-Key, as Toss applies it to every POST.
 
 Identity = (key, secret key, method, URL); the body is not part of it, so a reused key replays
-the first answer even for another payment. The key's row is inserted (PROCESSING) under a unique
-constraint before the work runs: a repeat in any worker meanwhile gets 409
-IDEMPOTENT_REQUEST_PROCESSING. Answers below 500 are kept 15 days and replayed byte for byte;
-a 5xx releases the key so the retry Toss asks for can do the work.
+the first answer even for another payment (Toss's header reference,
+https://docs.tosspayments.com/reference/using-api/authorization: "멱등키와 API 키, API 주소,
+HTTP 메서드 조합"). The key's row is inserted (PROCESSING) under a unique constraint before the
+work runs: a repeat in any worker meanwhile gets 409 IDEMPOTENT_REQUEST_PROCESSING (ibid.).
+Answers are kept 15 days (ibid.) and replayed byte for byte.
+
+Which error answers are kept is not found in Toss's docs. They say a repeat gets "the first
+request's answer" and that retrying an error under a *new* key is risky: ask Toss why first
+(ibid.). A "try again" error kept under its key could never be retried, so the sandbox keeps
+definitive answers (success and 4xx refusals: a replay tells the truth) and releases the key
+after an answer that says nothing was done and to try again: every 5xx, 409, 429, and the
+"temporary, try again" codes in `RELEASING_CODES`. The retry with the same key then does the
+work, which is what a client's retry rule (retry those, with the same key) relies on.
 """
 
 from __future__ import annotations
@@ -29,6 +38,16 @@ logger = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 300
 IDEMPOTENCY_TTL = timedelta(days=15)
+# 4xx answers Toss words as "temporary, try again" (https://docs.tosspayments.com/reference/error-codes):
+# they release the key like a 5xx.
+RELEASING_CODES = frozenset(
+    {"PROVIDER_ERROR", "CARD_PROCESSING_ERROR", "FORBIDDEN_CONSECUTIVE_REQUEST"}
+)
+
+
+def releases_key(status: int, code: str | None) -> bool:
+    """An answer after which the same key may do the work: nothing was done, try again."""
+    return status >= 500 or status in (409, 429) or code in RELEASING_CODES
 
 
 def check_key(key: str | None) -> None:
@@ -55,7 +74,7 @@ def run(
 
     Writes `work` leaves uncommitted commit together with the stored answer, so the payment
     and the answer a retry replays are one transaction. A refusal (SandboxError) or a 5xx
-    commits nothing of the work's own.
+    commits nothing of the work's own; a "try again" answer releases the key.
     """
     if key is None:
         return _finish(None, work)
@@ -68,15 +87,17 @@ def run(
 
 
 def _finish(row_id: int | None, work: Callable[[], Response]) -> Response:
+    code: str | None = None
     try:
         response = work()
     except SandboxError as exc:
         db.session.rollback()
+        code = exc.code
         response = _json_response(exc.status, exc.body())
     except BaseException:
         _release(row_id)
         raise
-    if response.status_code >= 500:
+    if releases_key(response.status_code, code):
         _release(row_id)
         return response
     if row_id is not None:

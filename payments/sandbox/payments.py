@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 from . import outbox
 from .clock import toss_time
 from .db import db
-from .errors import SandboxError
+from .errors import ERRORS, SandboxError
 from .ids import vat_of
 from .models import (
     CANCELED,
@@ -41,6 +41,10 @@ MAX_AMOUNT = 10**12 - 1
 CONFIRM_WINDOW = timedelta(minutes=10)
 # The payment window itself lives this long.
 WINDOW_LIFETIME = timedelta(minutes=30)
+# virtualAccount.refundStatus values (https://docs.tosspayments.com/reference, Payment 객체).
+REFUND_NONE = "NONE"
+REFUND_PENDING = "PENDING"
+REFUND_COMPLETED = "COMPLETED"
 
 
 def now() -> datetime:
@@ -69,7 +73,7 @@ def parse_amount(value: Any, name: str = "amount") -> int:
 
 
 def find_payment(payment_key: str) -> SandboxPayment | None:
-    """The payment with this paymentKey (windows not finished yet have none)."""
+    """The payment with this paymentKey (every window has one from the moment it opens)."""
     if not payment_key or len(payment_key) > 200:
         return None
     payment: SandboxPayment | None = db.session.scalar(
@@ -79,7 +83,14 @@ def find_payment(payment_key: str) -> SandboxPayment | None:
 
 
 def find_payment_by_order(order_id: str) -> SandboxPayment | None:
-    """The payment of an orderId: the confirmed one if any, else the latest finished window."""
+    """The payment Toss's lookup by orderId answers with: the confirmed one if any, else the
+    latest window of that orderId.
+
+    Toss's reference describes the lookup as finding "the approved payment" by orderId
+    (https://docs.tosspayments.com/reference, "orderId로 결제 조회"); which payment it answers
+    with while an orderId has several windows and none is approved is not found in Toss's docs.
+    The sandbox answers the latest (the one the shopper is most likely still in).
+    """
     if not order_id or len(order_id) > 64:
         return None
     confirmed: SandboxPayment | None = db.session.scalar(
@@ -89,7 +100,7 @@ def find_payment_by_order(order_id: str) -> SandboxPayment | None:
         return confirmed
     latest: SandboxPayment | None = db.session.scalar(
         select(SandboxPayment)
-        .where(SandboxPayment.order_id == order_id, SandboxPayment.payment_key.is_not(None))
+        .where(SandboxPayment.order_id == order_id)
         .order_by(SandboxPayment.id.desc())
         .limit(1)
     )
@@ -127,10 +138,9 @@ def move(
         db.session.rollback()
         db.session.refresh(payment)
         return False
-    if payment.payment_key:
-        outbox.status_changed(payment, payment_json(payment))
-        if deposit_callback:
-            outbox.deposit_callback(payment)
+    outbox.status_changed(payment, payment_json(payment))
+    if deposit_callback:
+        outbox.deposit_callback(payment)
     if commit:
         db.session.commit()
     else:
@@ -138,26 +148,99 @@ def move(
     return True
 
 
-def refresh_deadlines(payment: SandboxPayment) -> None:
-    """Apply a deadline that passed (10-minute confirm, window, deposit due date) → EXPIRED."""
-    t = now()
-    if (
+def expire(payment: SandboxPayment) -> bool:
+    """READY or IN_PROGRESS → EXPIRED with Toss's failure, announced by PAYMENT_STATUS_CHANGED.
+
+    The failure object is the one an expired payment shows on Toss's forum
+    (https://techchat.tosspayments.com/m/1410526054635933798); the webhook is the expiry Toss's
+    reference links to its PAYMENT_STATUS_CHANGED event (https://docs.tosspayments.com/reference,
+    "결제 승인").
+    """
+    if payment.status not in (READY, IN_PROGRESS):
+        return False
+    return move(
+        payment,
+        payment.status,
+        {
+            "status": EXPIRED,
+            "failure_code": "EXPIRED_PAYMENT",
+            "failure_message": ERRORS["EXPIRED_PAYMENT"][1],
+        },
+    )
+
+
+def overdue(payment: SandboxPayment, t: datetime) -> bool:
+    """Past its deadline: a window not authenticated within 30 minutes, or an authenticated
+    payment not confirmed within 10 (https://docs.tosspayments.com/en/webhooks)."""
+    if payment.status == READY:
+        return t >= payment.window_expires_at
+    return (
         payment.status == IN_PROGRESS
         and payment.authenticated_at is not None
         and t >= payment.authenticated_at + CONFIRM_WINDOW
-    ) or (payment.status == READY and t >= payment.window_expires_at):
-        move(payment, payment.status, {"status": EXPIRED})
+    )
+
+
+def refresh_deadlines(payment: SandboxPayment) -> None:
+    """Apply what the sandbox clock says has happened to `payment` by now: an overdue window or
+    confirm → EXPIRED (with its webhook); a virtual account past its due date → `expired`
+    (its status stays WAITING_FOR_DEPOSIT and nothing is sent); a pending refund to a deposited
+    virtual account → COMPLETED once its time has come."""
+    t = now()
+    if overdue(payment, t):
+        expire(payment)
     elif (
         payment.status == WAITING_FOR_DEPOSIT
+        and not payment.va_expired
         and payment.va_due_date is not None
         and t >= payment.va_due_date
     ):
-        move(payment, WAITING_FOR_DEPOSIT, {"status": EXPIRED, "va_expired": True})
+        # Toss documents `virtualAccount.expired` ("가상계좌의 만료 여부",
+        # https://docs.tosspayments.com/reference) and that a deposit after the due date fails
+        # (ibid., "가상계좌 발급 요청", dueDate). That the status stays and no webhook is sent is
+        # not found in Toss's docs: the conservative reading, so a shop must expire its own
+        # order instead of waiting for Toss to say so.
+        _quietly(payment, {"va_expired": True}, SandboxPayment.va_expired.is_(False))
+    if payment.va_refund_status == REFUND_PENDING:
+        done_at = refund_completes_at(payment)
+        if done_at is not None and t >= done_at:
+            # Only the refund status changes (no payment status): nothing is sent.
+            _quietly(
+                payment,
+                {"va_refund_status": REFUND_COMPLETED},
+                SandboxPayment.va_refund_status == REFUND_PENDING,
+                SandboxPayment.last_transaction_key == payment.last_transaction_key,
+            )
 
 
-def sweep_expired(limit: int = 100) -> int:
-    """Expire what is overdue without waiting for someone to look (so EXPIRED webhooks go out)."""
+def refund_completes_at(payment: SandboxPayment) -> datetime | None:
+    """When the pending refund of a deposited virtual account completes: its last cancel plus
+    `virtual_account_refund_hours` (Toss: "환불은 취소 요청 후 2일 후에 진행됩니다",
+    https://docs.tosspayments.com/reference, "결제 취소", refundReceiveAccount)."""
+    if not payment.cancels:
+        return None
+    last = max(c.canceled_at for c in payment.cancels)
+    return last + timedelta(hours=state().settings.virtual_account_refund_hours)
+
+
+def _quietly(payment: SandboxPayment, values: Mapping[str, Any], *guards: Any) -> None:
+    """A change that is not a status change (so no webhook), if `guards` still hold."""
+    db.session.execute(
+        update(SandboxPayment)
+        .where(SandboxPayment.id == payment.id, *guards)
+        .values({"updated_at": now(), **values})
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    db.session.refresh(payment)
+
+
+def sweep(limit: int = 100) -> int:
+    """Apply every deadline that passed without waiting for someone to look (so EXPIRED webhooks
+    go out and refunds complete on the sandbox clock); how many payments it looked at."""
     t = now()
+    # A pending refund's payment was last updated by that refund's cancel.
+    refund_delay = timedelta(hours=state().settings.virtual_account_refund_hours)
     ids = list(
         db.session.scalars(
             select(SandboxPayment.id)
@@ -167,7 +250,10 @@ def sweep_expired(limit: int = 100) -> int:
                     & (SandboxPayment.authenticated_at <= t - CONFIRM_WINDOW),
                     (SandboxPayment.status == READY) & (SandboxPayment.window_expires_at <= t),
                     (SandboxPayment.status == WAITING_FOR_DEPOSIT)
+                    & SandboxPayment.va_expired.is_(False)
                     & (SandboxPayment.va_due_date <= t),
+                    (SandboxPayment.va_refund_status == REFUND_PENDING)
+                    & (SandboxPayment.updated_at <= t - refund_delay),
                 )
             )
             .limit(limit)
@@ -184,7 +270,7 @@ def sweep_expired(limit: int = 100) -> int:
 def payment_json(p: SandboxPayment) -> dict[str, Any]:
     """Toss's Payment object (version 2022-11-16) for `p`."""
     confirmed = p.status in CONFIRMED
-    vat = vat_of(p.total_amount, p.tax_free_amount)
+    tax_free, vat, supplied = amounts(p)
     card = None
     if p.card_number:
         card = {
@@ -209,7 +295,7 @@ def payment_json(p: SandboxPayment) -> dict[str, Any]:
             "bankCode": p.va_bank_code,
             "customerName": p.va_customer_name,
             "dueDate": toss_time(p.va_due_date),
-            "refundStatus": p.va_refund_status or "NONE",
+            "refundStatus": p.va_refund_status or REFUND_NONE,
             "expired": bool(p.va_expired),
             "settlementStatus": "COMPLETED" if p.deposited_at else "INCOMPLETED",
             "refundReceiveAccount": None,
@@ -267,10 +353,34 @@ def payment_json(p: SandboxPayment) -> dict[str, Any]:
         "currency": "KRW",
         "totalAmount": p.total_amount,
         "balanceAmount": p.balance_amount,
-        "suppliedAmount": p.total_amount - p.tax_free_amount - vat,
+        "suppliedAmount": supplied,
         "vat": vat,
-        "taxFreeAmount": p.tax_free_amount,
+        "taxFreeAmount": tax_free,
         "metadata": None,
-        "method": METHOD_LABELS.get(p.method) if p.status != READY else None,
+        "method": _method_label(p),
         "version": API_VERSION,
     }
+
+
+def amounts(p: SandboxPayment) -> tuple[int, int, int]:
+    """(taxFreeAmount, vat, suppliedAmount) of what is left of `p` after its cancels.
+
+    Toss's reference: all three change with every cancel and partial cancel, and vat is
+    round((amount − taxFreeAmount) / 11) (https://docs.tosspayments.com/reference, Payment
+    객체). After a full cancel they are 0, as in Toss's cancel example
+    (https://docs.tosspayments.com/common/apis/cancel-payment); after a partial cancel they are
+    those of the balance, as a partially cancelled payment shown on Toss's forum has them
+    (https://techchat.tosspayments.com/m/1237958998343417856: balance 544.68 → vat 49.52,
+    supplied 495.16).
+    """
+    tax_free = p.tax_free_amount - sum(c.tax_free_amount for c in p.cancels)
+    vat = vat_of(p.balance_amount, tax_free)
+    return tax_free, vat, p.balance_amount - tax_free - vat
+
+
+def _method_label(p: SandboxPayment) -> str | None:
+    # No method before the shopper picked one: READY, or expired without authenticating (as the
+    # expired payment on Toss's forum shows it, https://techchat.tosspayments.com/m/1410526054635933798).
+    if p.status == READY or (p.status == EXPIRED and p.authenticated_at is None):
+        return None
+    return METHOD_LABELS.get(p.method)

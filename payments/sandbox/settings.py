@@ -46,8 +46,11 @@ class SandboxSettings:
     slow_confirm_seconds: float = 35.0
     # A PROCESSING Idempotency-Key whose request died is free again after this.
     idempotency_processing_timeout: float = 120.0
-    # Days until a virtual account's due date.
+    # Days until a virtual account's due date (Toss's default: 7 days).
     virtual_account_days: int = 7
+    # Hours after its cancel until a refund to a deposited virtual account completes
+    # (refundStatus PENDING → COMPLETED); Toss refunds 2 days after the cancel request.
+    virtual_account_refund_hours: float = 48.0
     clock: Clock = field(default_factory=Clock, compare=False)
 
     @classmethod
@@ -72,7 +75,12 @@ class SandboxSettings:
         return settings
 
     def check(self) -> None:
-        for name in ("webhook_scale", "webhook_delay", "slow_confirm_seconds"):
+        for name in (
+            "webhook_scale",
+            "webhook_delay",
+            "slow_confirm_seconds",
+            "virtual_account_refund_hours",
+        ):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise SettingsError(f"SANDBOX_{name.upper()} must be a number ≥ 0, got {value}")

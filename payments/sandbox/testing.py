@@ -76,9 +76,12 @@ class Window:
 
     redirect_url: str
     order_id: str
-    payment_key: str | None
+    payment_key: str | None  # as the redirect carries it (success only)
     amount: int | None
     code: str | None  # the fail redirect's code
+    # The window's own paymentKey, which it has from the moment it opened (READY), whatever
+    # the shopper did in it.
+    opened_payment_key: str | None = None
 
     @property
     def query(self) -> dict[str, str]:
@@ -148,7 +151,34 @@ class SandboxDriver:
             payment_key=query.get("paymentKey"),
             amount=int(query["amount"]) if "amount" in query else None,
             code=query.get("code"),
+            opened_payment_key=answer.body.get("paymentKey"),
         )
+
+    def start_window(
+        self,
+        order_id: str | None = None,
+        amount: int = 10_000,
+        *,
+        order_name: str = "테스트 주문",
+        success_url: str = "http://shop.test/checkout/success",
+        fail_url: str = "http://shop.test/checkout/fail",
+        **extra: Any,
+    ) -> tuple[str, str]:
+        """Open a window as the widget's requestPayment does and leave it (the shopper has not
+        chosen yet): (its paymentKey, the window's URL)."""
+        body = {
+            "clientKey": self.client_key,
+            "orderId": order_id or new_order_id(),
+            "orderName": order_name,
+            "amount": amount,
+            "successUrl": success_url,
+            "failUrl": fail_url,
+            **extra,
+        }
+        answer = self.transport.request("POST", "/sandbox/widget/sessions", body, {})
+        if answer.status != 201:
+            raise AssertionError(f"sandbox refused the window: {answer.status} {answer.body}")
+        return str(answer.body["paymentKey"]), str(answer.body["windowUrl"])
 
     def deposit(self, order_id: str, amount: int | None = None) -> Answer:
         """The buyer pays the virtual account of `order_id`."""
@@ -157,8 +187,16 @@ class SandboxDriver:
             "POST", f"/sandbox/api/virtual-accounts/{order_id}/deposit", body, {}
         )
 
+    def deposit_error(self, order_id: str) -> Answer:
+        """The bank reports an error on the deposit of `order_id`'s virtual account: it goes
+        back to WAITING_FOR_DEPOSIT."""
+        return self.transport.request(
+            "POST", f"/sandbox/api/virtual-accounts/{order_id}/deposit-error", None, {}
+        )
+
     def expire(self, payment_key: str) -> Answer:
-        """The payment expires as if its deadline passed."""
+        """As if the payment's deadline passed: a window or an unconfirmed payment expires, a
+        virtual account passes its due date."""
         return self.transport.request(
             "POST", f"/sandbox/api/payments/{payment_key}/expire", None, {}
         )

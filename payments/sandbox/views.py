@@ -22,7 +22,7 @@ from .api import json_response, kick_webhooks
 from .clock import KST
 from .db import db
 from .errors import SandboxError
-from .models import IN_PROGRESS, READY, SandboxPayment
+from .models import CONFIRMED, SandboxPayment
 from .payments import METHOD_LABELS, find_payment, payment_json, refresh_deadlines, require_payment
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def widget_session() -> Response:
     data = {k: v for k, v in _json_body().items() if k != "scenario"}
     payment = windows.create_session(windows.parse_session_request(data), _origin())
     window_url = url_for("sandbox.window", token=payment.session_token, _external=True)
-    return _cors(json_response({"windowUrl": window_url}, 201))
+    return _cors(json_response({"windowUrl": window_url, "paymentKey": payment.payment_key}, 201))
 
 
 # -- payment window --------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def window(token: str) -> Response:
     return _page(
         "sandbox/window.html",
         payment=payment,
-        open=payment.status == READY,
+        open=windows.window_open(payment),
         scenarios=windows.SCENARIOS,
         hints=windows.SCENARIO_HINTS,
         method_label=METHOD_LABELS.get(payment.method, "카드"),
@@ -169,7 +169,7 @@ def window_submit(token: str) -> Response:
 @bp.get("/receipt/<payment_key>")
 def receipt(payment_key: str) -> Response:
     payment = find_payment(payment_key)
-    if payment is None or payment.status in (READY, IN_PROGRESS):
+    if payment is None or payment.status not in CONFIRMED:
         raise SandboxError("NOT_FOUND_PAYMENT")
     return _page(
         "sandbox/receipt.html",
@@ -184,14 +184,14 @@ def receipt(payment_key: str) -> Response:
 
 @bp.post("/api/sessions")
 def api_session() -> Response:
-    """What the widget + window do for a shopper who picks `scenario` → {"redirectUrl"}."""
+    """What the widget + window do for a shopper who picks `scenario` → {"redirectUrl",
+    "paymentKey"} (the window's paymentKey, which the redirect carries only on success)."""
     data = _json_body()
     data.setdefault("scenario", "approve")
     req = windows.parse_session_request(data)
     payment = windows.create_session(req, _origin())
-    return json_response(
-        {"redirectUrl": windows.finish_session(payment, req.scenario or "approve")}
-    )
+    redirect_url = windows.finish_session(payment, req.scenario or "approve")
+    return json_response({"redirectUrl": redirect_url, "paymentKey": payment.payment_key})
 
 
 @bp.post("/api/virtual-accounts/<order_id>/deposit")
@@ -199,6 +199,12 @@ def api_deposit(order_id: str) -> Response:
     """The buyer pays the virtual account: WAITING_FOR_DEPOSIT → DONE, with webhooks."""
     body = request.get_json(force=True, silent=True)
     return json_response(helpers.deposit(order_id, body))
+
+
+@bp.post("/api/virtual-accounts/<order_id>/deposit-error")
+def api_deposit_error(order_id: str) -> Response:
+    """The bank reports an error on the deposit: DONE → WAITING_FOR_DEPOSIT, with webhooks."""
+    return json_response(helpers.deposit_error(order_id))
 
 
 @bp.get("/api/payments/<payment_key>")
@@ -209,5 +215,5 @@ def api_payment(payment_key: str) -> Response:
 
 @bp.post("/api/payments/<payment_key>/expire")
 def api_expire(payment_key: str) -> Response:
-    """Expire the payment as if its confirm deadline (or deposit due date) had passed."""
+    """Expire the payment as if its window or confirm deadline (or deposit due date) passed."""
     return json_response(helpers.expire(payment_key))

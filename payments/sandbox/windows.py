@@ -2,6 +2,11 @@
 
 The window stands in for Toss's payment page: the shopper picks an outcome (a scenario) instead
 of entering a card, and is sent back to the shop's successUrl or failUrl as Toss would.
+
+Every window is a payment with its own paymentKey from the moment it opens (READY), as at Toss,
+so one order may have several (one per window). A window the shopper closes or abandons, or
+whose card the card company refuses, stays READY and changes nothing; 30 minutes after it
+opened it expires (EXPIRED, with a webhook) like any window nobody finished.
 """
 
 from __future__ import annotations
@@ -14,20 +19,19 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
 
+from .confirm import FAILING_FIRST_CONFIRM
 from .db import db
 from .errors import ERRORS, SandboxError
 from .ids import new_payment_key, new_session_token
 from .models import (
-    ABORTED,
     CARD,
     CONFIRMED,
-    EXPIRED,
     IN_PROGRESS,
     READY,
     VIRTUAL_ACCOUNT,
     SandboxPayment,
 )
-from .payments import WINDOW_LIFETIME, invalid, now, parse_amount
+from .payments import WINDOW_LIFETIME, expire, invalid, now, overdue, parse_amount
 from .state import state
 
 # Outcomes the shopper can pick in the payment window (and POST /sandbox/api/sessions).
@@ -38,17 +42,24 @@ SCENARIOS: dict[str, str] = {
     "cancel_by_user": "결제 취소 (결제창 닫기)",
     "virtual_account": "가상계좌 발급",
     "provider_error": "일시적 오류 (첫 승인 요청 실패 후 재시도 성공)",
+    "server_error": "서버 오류 (첫 승인 요청 500, 재시도 성공)",
     "slow_confirm": "느린 승인 응답 (승인은 완료)",
 }
 SCENARIO_HINTS: dict[str, str] = {
     "approve": "성공 페이지로 이동하고, 승인 요청이 DONE으로 완료됩니다.",
-    "reject_card": "실패 페이지로 이동합니다 (REJECT_CARD_COMPANY).",
+    "reject_card": "실패 페이지로 이동합니다 (REJECT_CARD_COMPANY). 결제는 READY로 남습니다.",
     "insufficient_balance": (
-        "성공 페이지로 이동하지만 승인 요청이 403 REJECT_CARD_PAYMENT로 거절됩니다."
+        "성공 페이지로 이동하지만 승인 요청이 403 REJECT_CARD_PAYMENT로 거절되고 결제는 ABORTED가 "
+        "됩니다."
     ),
-    "cancel_by_user": "실패 페이지로 이동합니다 (PAY_PROCESS_CANCELED).",
+    "cancel_by_user": (
+        "실패 페이지로 이동합니다 (PAY_PROCESS_CANCELED). 결제는 READY로 남아 30분 뒤 만료됩니다."
+    ),
     "virtual_account": "승인 시 입금 대기(WAITING_FOR_DEPOSIT) 가상계좌가 발급됩니다.",
-    "provider_error": "첫 승인 요청은 500 오류, 같은 멱등키로 다시 요청하면 승인됩니다.",
+    "provider_error": (
+        "첫 승인 요청은 400 PROVIDER_ERROR, 같은 멱등키로 다시 요청하면 승인됩니다."
+    ),
+    "server_error": "첫 승인 요청은 500 오류, 같은 멱등키로 다시 요청하면 승인됩니다.",
     "slow_confirm": "승인은 완료되지만 응답이 늦게 도착합니다 (타임아웃 재현).",
 }
 _METHOD_ALIASES = {
@@ -174,7 +185,13 @@ def parse_session_request(data: Mapping[str, Any]) -> SessionRequest:
 
 
 def create_session(req: SessionRequest, origin: str) -> SandboxPayment:
-    """Open a payment window (status READY, no paymentKey yet) and commit it."""
+    """Open a payment window and commit it: a READY payment with its own paymentKey.
+
+    Toss's Payment has a paymentKey whatever its status, READY included ("결제를 생성하면
+    가지게 되는 초기 상태", https://docs.tosspayments.com/reference, Payment 객체), and an
+    expired window's payment keeps one (https://techchat.tosspayments.com/m/1410526054635933798).
+    Nothing is sent: opening a window is not a status change.
+    """
     taken = db.session.scalar(
         select(SandboxPayment.id).where(
             SandboxPayment.order_id == req.order_id, SandboxPayment.status.in_(CONFIRMED)
@@ -185,6 +202,7 @@ def create_session(req: SessionRequest, origin: str) -> SandboxPayment:
     t = now()
     payment = SandboxPayment(
         session_token=new_session_token(),
+        payment_key=new_payment_key(),
         order_id=req.order_id,
         order_name=req.order_name,
         client_key=req.client_key,
@@ -224,58 +242,75 @@ def _fail_url(payment: SandboxPayment, code: str) -> str:
     )
 
 
+# Window outcomes that send the shopper to failUrl: the shopper closed the window, or the card
+# company refused the card while the shopper authenticated.
+WINDOW_FAILURES = {
+    "reject_card": "REJECT_CARD_COMPANY",
+    "cancel_by_user": "PAY_PROCESS_CANCELED",
+}
+
+
 def finish_session(payment: SandboxPayment, scenario: str) -> str:
     """The shopper picked `scenario` in the window: record it; the URL the browser goes to next.
 
     A window finished once keeps its outcome: a resubmitted form gets the same redirect.
+
+    - Authenticated (approve and the confirm-time scenarios): READY → IN_PROGRESS, the success
+      redirect carries the window's paymentKey. Not announced: Toss shows which statuses it
+      announces only in a diagram (https://docs.tosspayments.com/en/webhooks); the sandbox sends
+      nothing for opening or authenticating a window.
+    - Closed by the shopper (cancel_by_user) or refused by the card company (reject_card): the
+      payment stays READY and nothing is sent; it expires 30 minutes after the window opened.
+      Toss keeps a payment READY until the shopper authenticates and calls ABORTED a failed
+      approval (https://docs.tosspayments.com/reference, Payment 객체); what a card refusal
+      inside the window does to the status is not found in Toss's docs, so the sandbox treats
+      it like any window left without authentication.
     """
     if scenario not in SCENARIOS:
         raise invalid(f"scenario는 {', '.join(SCENARIOS)} 중 하나여야 합니다.")
-    if payment.status != READY:
-        if payment.redirect_url:
-            return payment.redirect_url
-        return _fail_url(payment, "PAY_PROCESS_ABORTED")
+    if payment.redirect_url:
+        return payment.redirect_url
     t = now()
-    values: dict[str, Any] = {"scenario": scenario, "updated_at": t}
-    if t >= payment.window_expires_at:
-        values |= {"status": EXPIRED}
-        redirect = _fail_url(payment, "PAY_PROCESS_ABORTED")
-    elif scenario in ("reject_card", "cancel_by_user") or (
-        scenario == "virtual_account" and payment.total_amount < MIN_AMOUNT[VIRTUAL_ACCOUNT]
-    ):
-        code = {
-            "reject_card": "REJECT_CARD_COMPANY",
-            "cancel_by_user": "PAY_PROCESS_CANCELED",
-        }.get(scenario, "BELOW_MINIMUM_AMOUNT")
-        values |= {
-            "status": ABORTED,
-            "failure_code": code,
-            "failure_message": ERRORS[code][1],
-        }
-        redirect = _fail_url(payment, code)
-    else:
-        key = new_payment_key()
-        values |= {
-            "status": IN_PROGRESS,
-            "payment_key": key,
-            "method": VIRTUAL_ACCOUNT if scenario == "virtual_account" else CARD,
-            "authenticated_at": t,
-            "provider_errors_left": 1 if scenario == "provider_error" else 0,
-        }
-        redirect = with_query(
-            payment.success_url,
-            [
-                ("paymentType", "NORMAL"),
-                ("orderId", payment.order_id),
-                ("paymentKey", key),
-                ("amount", str(payment.total_amount)),
-            ],
-        )
-    values["redirect_url"] = redirect
+    if payment.status == READY and overdue(payment, t):
+        expire(payment)
+    if payment.status != READY:
+        # Expired (or moved by the test helpers) before the shopper chose.
+        return _close(payment, scenario, _fail_url(payment, "PAY_PROCESS_ABORTED"))
+    if scenario in WINDOW_FAILURES:
+        return _close(payment, scenario, _fail_url(payment, WINDOW_FAILURES[scenario]))
+    if scenario == "virtual_account" and payment.total_amount < MIN_AMOUNT[VIRTUAL_ACCOUNT]:
+        return _close(payment, scenario, _fail_url(payment, "BELOW_MINIMUM_AMOUNT"))
+    redirect = with_query(
+        payment.success_url,
+        [
+            ("paymentType", "NORMAL"),
+            ("orderId", payment.order_id),
+            ("paymentKey", payment.payment_key or ""),
+            ("amount", str(payment.total_amount)),
+        ],
+    )
+    authenticated = {
+        "status": IN_PROGRESS,
+        "method": VIRTUAL_ACCOUNT if scenario == "virtual_account" else CARD,
+        "authenticated_at": t,
+        "provider_errors_left": 1 if scenario in FAILING_FIRST_CONFIRM else 0,
+    }
+    return _close(payment, scenario, redirect, authenticated)
+
+
+def _close(
+    payment: SandboxPayment, scenario: str, redirect: str, values: dict[str, Any] | None = None
+) -> str:
+    """Record the window's outcome (and `values`) unless another tab finished it first; where
+    the browser goes."""
     result = db.session.execute(
         update(SandboxPayment)
-        .where(SandboxPayment.id == payment.id, SandboxPayment.status == READY)
-        .values(**values)
+        .where(
+            SandboxPayment.id == payment.id,
+            SandboxPayment.status == payment.status,
+            SandboxPayment.redirect_url.is_(None),
+        )
+        .values(scenario=scenario, redirect_url=redirect, updated_at=now(), **(values or {}))
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -284,6 +319,11 @@ def finish_session(payment: SandboxPayment, scenario: str) -> str:
         # Another tab finished this window first: send this one where that one went.
         return payment.redirect_url or _fail_url(payment, "PAY_PROCESS_ABORTED")
     return redirect
+
+
+def window_open(payment: SandboxPayment) -> bool:
+    """The shopper can still pick an outcome in this window."""
+    return payment.status == READY and payment.redirect_url is None
 
 
 def find_session(token: str) -> SandboxPayment | None:

@@ -22,11 +22,11 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import or_, select, update
 
-from ..checkout.settle import apply_payment
+from ..checkout.settle import NOT_FOUND_CODES, apply_payment
 from ..core import metrics
 from ..core.clock import utcnow
 from ..core.models import WebhookEvent
-from ..core.orders import PAYMENT_KEY_RE, find_order
+from ..core.orders import PAYMENT_KEY_RE, find_order, find_order_by_transaction_key
 from ..core.states import Source, WebhookStatus
 from ..extensions import db, toss
 from ..toss import Payment as TossPayment
@@ -193,43 +193,98 @@ def _payment_status_changed(event_id: int, kind: str, body: dict[str, Any]) -> V
     payment_key = data.get("paymentKey") if isinstance(data, dict) else None
     if not isinstance(payment_key, str) or not PAYMENT_KEY_RE.match(payment_key):
         raise Outcome(W.REJECTED, "no usable paymentKey")
+    return _recheck(payment_key)
+
+
+def _recheck(payment_key: str) -> Verdict:
     try:
         payment = toss.client.get_payment(payment_key)
     except TossError as exc:
-        if exc.code in ("NOT_FOUND_PAYMENT", "NOT_FOUND"):
+        if exc.code in NOT_FOUND_CODES:
             logger.warning("security: webhook names a payment Toss does not know")
             raise Outcome(W.REJECTED, f"Toss: {exc.code}") from None
         raise
     return _apply(payment)
 
 
+def _cancel_status_changed(event_id: int, kind: str, body: dict[str, Any]) -> Verdict:
+    """A cancel of a foreign easy-pay payment went through or failed. Its `data` is a Cancel
+    object (transactionKey, cancelStatus, cancelAmount, …), which names no payment: the order
+    is found by the cancel's transaction key among this shop's refunds and payments, and that
+    payment is re-fetched from Toss. A cancel naming nothing of ours is ignored.
+    https://docs.tosspayments.com/reference/using-api/webhook-events (CANCEL_STATUS_CHANGED)
+    """
+    data = body.get("data")
+    data = data if isinstance(data, dict) else {}
+    payment_key = data.get("paymentKey")
+    if isinstance(payment_key, str) and PAYMENT_KEY_RE.match(payment_key):
+        return _recheck(payment_key)  # not in Toss's Cancel object, but usable when present
+    transaction_key = data.get("transactionKey")
+    order = find_order_by_transaction_key(transaction_key)
+    if order is None or order.payment is None:
+        raise Outcome(W.IGNORED, "cancel of a transaction this shop does not know")
+    return _recheck(order.payment.payment_key)
+
+
+class Deferred(Exception):
+    """Not decidable yet: processed again later on the usual retry schedule."""
+
+
 def _deposit_callback(event_id: int, kind: str, body: dict[str, Any]) -> Verdict:
+    """DEPOSIT_CALLBACK: sent when a virtual account is issued, paid or cancelled; it carries
+    the payment's `secret`, which must equal the one Toss gave for that payment.
+    https://docs.tosspayments.com/reference/using-api/webhook-events (DEPOSIT_CALLBACK)
+
+    Issuance can be announced before the shop has stored its confirm answer (and with it the
+    secret): then the secret is compared with Toss's own record of the order, fetched by
+    orderId, or the event waits for a retry when that record has no secret yet.
+    """
     order = find_order(str(body.get("orderId", "")))
     if order is None:
         raise Outcome(W.IGNORED, "unknown order")
-    stored = order.payment.secret if order.payment else None
     given = body.get("secret")
+    stored = order.payment
+    if stored is None:
+        try:
+            payment = toss.client.get_payment_by_order(order.order_id)
+        except TossError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                raise Deferred("Toss shows no payment of this order yet") from None
+            raise
+        if not payment.secret:
+            # Another window's payment (a card has no secret), or Toss's record lags.
+            raise Deferred("no virtual-account secret known yet for this order")
+        _check_secret(order.order_id, event_id, given, payment.secret)
+        return _apply(payment, by_order=True)
+    _check_secret(order.order_id, event_id, given, stored.secret)
+    payment = toss.client.get_payment_by_order(order.order_id)
+    verdict = _apply(payment, by_order=True)
+    if payment.payment_key == stored.payment_key:
+        return verdict
+    # By orderId Toss answered about another window: the account is the stored payment.
+    return _apply(toss.client.get_payment(stored.payment_key))
+
+
+def _check_secret(order_id: str, event_id: int, given: object, expected: str | None) -> None:
     if (
-        not stored
+        not expected
         or not isinstance(given, str)
-        or not hmac.compare_digest(given.encode(), stored.encode())
+        or not hmac.compare_digest(given.encode(), expected.encode())
     ):
         logger.warning(
             "security: deposit callback with a wrong secret rejected",
-            extra={"order_id": order.order_id, "event_id": event_id},
+            extra={"order_id": order_id, "event_id": event_id},
         )
         raise Outcome(W.REJECTED, "secret mismatch")
-    payment = toss.client.get_payment_by_order(order.order_id)
-    return _apply(payment)
 
 
-def _apply(payment: TossPayment) -> Verdict:
+def _apply(payment: TossPayment, *, by_order: bool = False) -> Verdict:
     # Act on Toss's orderId, never on what the webhook body claimed.
     order = find_order(payment.order_id)
     if order is None:
         raise Outcome(W.IGNORED, "payment of an order this shop does not know")
     before = order.status
-    apply_payment(order, payment, Source.WEBHOOK)
+    apply_payment(order, payment, Source.WEBHOOK, by_order=by_order)
     return Verdict(
         f"Toss {payment.status}: {before} → {order.status}", order.order_id, payment.payment_key
     )
@@ -241,7 +296,7 @@ def _ignore_kind(event_id: int, kind: str, body: dict[str, Any]) -> Verdict:
 
 HANDLERS: dict[str, Callable[[int, str, dict[str, Any]], Verdict]] = {
     "PAYMENT_STATUS_CHANGED": _payment_status_changed,
-    "CANCEL_STATUS_CHANGED": _payment_status_changed,
+    "CANCEL_STATUS_CHANGED": _cancel_status_changed,
     "DEPOSIT_CALLBACK": _deposit_callback,
 }
 
