@@ -22,6 +22,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from payments.extensions import toss as shop_toss
@@ -31,7 +32,13 @@ from payments.sandbox.db import db as sandbox_db
 from payments.sandbox.errors import ERRORS
 from payments.sandbox.idempotency import identity, releases_key
 from payments.sandbox.ids import _random, digits, new_payment_key
-from payments.sandbox.models import SandboxIdempotencyKey, SandboxWebhook
+from payments.sandbox.models import (
+    SCHEMA_VERSION,
+    SandboxIdempotencyKey,
+    SandboxPayment,
+    SandboxSchema,
+    SandboxWebhook,
+)
 from payments.sandbox.payments import sweep
 from payments.sandbox.testing import Answer, SandboxDriver, Window, new_order_id
 from payments.sandbox.transport import WSGITransport
@@ -1128,6 +1135,33 @@ def test_servers_starting_at_once_on_a_new_database_all_come_up(
     finally:
         for sandbox in started:
             dispose(sandbox)
+
+
+def test_a_database_made_by_another_sandbox_version_starts_afresh(tmp_path: Any) -> None:
+    """The sandbox keeps no migrations: tables made by another version (a stored version that
+    differs, or sandbox tables without one) are dropped and made anew at start."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    old = sandbox_alone(url)
+    SandboxDriver.in_process(old.test_client()).open_window()
+    with old.app_context():
+        sandbox_db.session.execute(text("UPDATE sandbox_schema SET version = 1"))
+        sandbox_db.session.commit()
+    dispose(old)
+
+    again = sandbox_alone(url)
+    assert sandbox_rows(again, SandboxPayment) == []
+    assert [row.version for row in sandbox_rows(again, SandboxSchema)] == [SCHEMA_VERSION]
+    with again.app_context():  # tables from before versions were kept: no schema row
+        sandbox_db.session.execute(text("DROP TABLE sandbox_schema"))
+        sandbox_db.session.commit()
+    SandboxDriver.in_process(again.test_client()).open_window()
+    dispose(again)
+
+    third = sandbox_alone(url)
+    assert sandbox_rows(third, SandboxPayment) == []
+    driver = SandboxDriver.in_process(third.test_client())
+    assert driver.open_window().payment_key
+    dispose(third)
 
 
 def test_refuses_to_run_in_production(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from payments.sandbox import state
@@ -165,12 +166,16 @@ def test_window_page(client: FlaskClient) -> None:
     for label in ("카드 결제 승인", "카드사 승인 거절", "잔액 부족", "결제 취소", "가상계좌 발급"):
         assert label in html
     assert re.search(rf'<form[^>]+method="post"[^>]+action="{re.escape(path)}"', html)
-    # Ready for a strict CSP: no inline script or style anywhere.
-    assert "<script" not in html
+    # Ready for a strict CSP: no inline script or style anywhere; one script of its own
+    # (window.js, which closes the window when it sits in the stand-in's iframe).
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/sandbox/static/window.js" defer>']
     assert "<style" not in html
     assert " style=" not in html
     assert "/sandbox/static/window.css" in html
     assert client.get("/sandbox/static/window.css").status_code == 200
+    assert client.get("/sandbox/static/window.js").status_code == 200
+    # Every form and link leaves for the whole tab (in the iframe the stand-in opens on a PC).
+    assert '<base target="_top">' in html
 
 
 def test_choosing_approve_redirects_with_tosss_success_parameters(
@@ -323,23 +328,48 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 MISUSE = """async (clientKey) => {
   const out = {};
   const attempt = async (name, fn) => {
-    try { await fn(); out[name] = "ok"; } catch (e) { out[name] = e.code + ": " + e.message; }
+    try { await fn(); out[name] = "ok"; }
+    catch (e) { out[name] = e.name + " " + e.code + ": " + e.message; }
   };
+  const done = location.origin + "/harness/done";
+  const urls = {successUrl: done, failUrl: done};
+  const order = (extra) => ({orderId: "order-123456", orderName: "x", ...urls, ...extra});
   await attempt("apiKey", () => TossPayments("test_ck_sandbox").widgets({customerKey: "cust_1"}));
-  await attempt("secretKey", () => TossPayments("test_gsk_sandbox"));
+  await attempt("secretKey",
+      () => TossPayments("test_gsk_sandbox").widgets({customerKey: "cust_1"}));
+  await attempt("secretCustomerKey",
+      () => TossPayments(clientKey).widgets({customerKey: "test_gsk_sandbox"}));
   await attempt("badCustomer", () => TossPayments(clientKey).widgets({customerKey: "a b"}));
   const w = TossPayments(clientKey).widgets({customerKey: TossPayments.ANONYMOUS});
   await attempt("renderFirst", () => w.renderPaymentMethods({selector: "#methods"}));
-  await attempt("payFirst", () => w.requestPayment({orderId: "order-123456", orderName: "x",
-      successUrl: location.origin + "/harness/done", failUrl: location.origin + "/harness/done"}));
+  await attempt("payFirst", () => w.requestPayment(order()));
+  await attempt("usd", () => w.setAmount({currency: "USD", value: 10}));
+  await attempt("fraction", () => w.setAmount({currency: "KRW", value: 10.5}));
+  await attempt("negative", () => w.setAmount({currency: "KRW", value: -1}));
   await attempt("setAmount", () => w.setAmount({currency: "KRW", value: 103000}));
+  await attempt("badVariant",
+      () => w.renderPaymentMethods({selector: "#methods", variantKey: "X"}));
   await attempt("render",
       () => w.renderPaymentMethods({selector: "#methods", variantKey: "DEFAULT"}));
   await attempt("renderTwice", () => w.renderPaymentMethods({selector: "#methods"}));
   await attempt("agreement",
       () => w.renderAgreement({selector: "#agreement", variantKey: "AGREEMENT"}));
-  await attempt("badOrderId", () => w.requestPayment({orderId: "x", orderName: "x",
-      successUrl: location.origin + "/a", failUrl: location.origin + "/b"}));
+  await attempt("agreementTwice", () => w.renderAgreement({selector: "#agreement"}));
+  await attempt("badOrderId", () => w.requestPayment(order({orderId: "x"})));
+  await attempt("badOrderName", () => w.requestPayment(order({orderName: ""})));
+  await attempt("badPhone", () => w.requestPayment(order({customerMobilePhone: "010-1234-5678"})));
+  await attempt("badSuccessUrl", () => w.requestPayment(order({successUrl: "/done"})));
+  await attempt("badFailUrl", () => w.requestPayment(order({failUrl: "javascript:void(0)"})));
+  await attempt("promiseStyle",
+      () => w.requestPayment({orderId: "order-123456", orderName: "x"}));
+  await attempt("badMetadata", () => w.requestPayment(order({metadata: {a: 1}})));
+  await attempt("badTarget", () => w.requestPayment(order({windowTarget: "popup"})));
+  await w.setAmount({currency: "KRW", value: 0});
+  await attempt("zero", () => w.requestPayment(order()));
+  await w.setAmount({currency: "KRW", value: 103000});
+  document.querySelector("[data-testid=sandbox-agreement]").click();
+  await attempt("disagreed", () => w.requestPayment(order()));
+  document.querySelector("[data-testid=sandbox-agreement]").click();
   const other = TossPayments(clientKey).widgets({customerKey: "cust_2"});
   await other.setAmount({currency: "KRW", value: 1000});
   await attempt("missingSelector", () => other.renderPaymentMethods({selector: "#nowhere"}));
@@ -348,26 +378,79 @@ MISUSE = """async (clientKey) => {
 }"""
 
 
+def sdk_error(text: str, name: str, code: str) -> bool:
+    """The attempt failed with the SDK error `name` (types/index.d.ts) and its code."""
+    return text.startswith(f"{name} {code}: ")
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(
     not (shutil.which("chromium") or os.path.exists(CHROMIUM)), reason="chromium is not installed"
 )
 def test_widget_in_a_browser(page: Any, live_shop: str) -> None:
-    """The stand-in refuses what Toss's SDK refuses (API client key, secret key, bad
-    customerKey, rendering or paying before setAmount, rendering twice, bad orderId or
-    selector), draws the picker, and its requestPayment opens the window."""
+    """The stand-in refuses what Toss's SDK refuses, with the SDK's error names and codes
+    (@tosspayments/tosspayments-sdk 2.8.1 types/index.d.ts: widgets() throws
+    NotSupportedAPIIndividualKeyError, InvalidClientKeyError, InsecureKeyUsageError,
+    InvalidCustomerKeyError; setAmount InvalidAmountCurrencyError/InvalidAmountValueError;
+    renderPaymentMethods NotSetupAmountError, PaymentMethodsWidgetAlreadyRenderedError,
+    InvalidVariantKeyError, InvalidSelectorError; renderAgreement
+    AgreementWidgetAlreadyRenderedError; requestPayment NotSelectedPaymentMethodError,
+    InvalidParametersError (orderId 6–64 of A-Za-z0-9-_=, orderName, customerMobilePhone 8–15
+    digits), Incorrect{Success,Fail}UrlFormatError, NotSupportedPromiseError, InvalidMetadataError,
+    BelowZeroAmountError, NeedAgreementWithRequiredTermsError), draws the picker, and on a PC its
+    requestPayment shows the window in an iframe over the page (windowTarget "iframe", "PC
+    환경에서 기본 값"), whose outcome moves the whole tab to successUrl."""
     page.goto(f"{live_shop}/harness")
     out = page.evaluate(MISUSE, CLIENT_KEY)
-    assert out["apiKey"].startswith("INVALID_CLIENT_KEY: ")
+    assert sdk_error(
+        out["apiKey"], "NotSupportedAPIIndividualKeyError", "NOT_SUPPORTED_API_INDIVIDUAL_KEY"
+    )
     assert "API 개별 연동 키" in out["apiKey"]
-    assert out["secretKey"].startswith("INVALID_CLIENT_KEY")
-    assert out["badCustomer"].startswith("INVALID_CUSTOMER_KEY")
-    assert "amount is not set" in out["renderFirst"]
-    assert "amount is not set" in out["payFirst"]
+    assert sdk_error(out["secretKey"], "InvalidClientKeyError", "INVALID_CLIENT_KEY")
+    assert sdk_error(out["secretCustomerKey"], "InsecureKeyUsageError", "INSECURE_KEY_USAGE")
+    assert sdk_error(out["badCustomer"], "InvalidCustomerKeyError", "INVALID_CUSTOMER_KEY")
+    assert sdk_error(out["renderFirst"], "NotSetupAmountError", "NOT_SETUP_AMOUNT")
+    assert sdk_error(
+        out["payFirst"], "NotSelectedPaymentMethodError", "NOT_SELECTED_PAYMENT_METHOD"
+    )
+    assert sdk_error(out["usd"], "InvalidAmountCurrencyError", "INVALID_AMOUNT_CURRENCY")
+    for name in ("fraction", "negative"):
+        assert sdk_error(out[name], "InvalidAmountValueError", "INVALID_AMOUNT_VALUE")
     assert out["setAmount"] == out["render"] == out["agreement"] == "ok"
-    assert out["renderTwice"].startswith("ALREADY_RENDERED")
-    assert out["badOrderId"].startswith("INVALID_ORDER_ID")
-    assert out["missingSelector"].startswith("INVALID_SELECTOR")
+    assert sdk_error(out["badVariant"], "InvalidVariantKeyError", "INVALID_VARIANT_KEY")
+    assert sdk_error(
+        out["renderTwice"],
+        "PaymentMethodsWidgetAlreadyRenderedError",
+        "PAYMENT_METHODS_WIDGET_ALREADY_RENDERED",
+    )
+    assert sdk_error(
+        out["agreementTwice"],
+        "AgreementWidgetAlreadyRenderedError",
+        "AGREEMENT_WIDGET_ALREADY_RENDERED",
+    )
+    for name, field in (
+        ("badOrderId", "orderId"),
+        ("badOrderName", "orderName"),
+        ("badPhone", "customerMobilePhone"),
+        ("badTarget", "windowTarget"),
+    ):
+        assert sdk_error(out[name], "InvalidParametersError", "INVALID_PARAMETERS"), out[name]
+        assert field in out[name]
+    assert sdk_error(
+        out["badSuccessUrl"], "IncorrectSuccessUrlFormatError", "INCORRECT_SUCCESS_URL_FORMAT"
+    )
+    assert sdk_error(out["badFailUrl"], "IncorrectFailUrlFormatError", "INCORRECT_FAIL_URL_FORMAT")
+    assert sdk_error(out["promiseStyle"], "NotSupportedPromiseError", "NOT_SUPPORTED_PROMISE")
+    assert sdk_error(out["badMetadata"], "InvalidMetadataError", "INVALID_METADATA")
+    assert sdk_error(out["zero"], "BelowZeroAmountError", "BELOW_ZERO_AMOUNT")
+    assert sdk_error(
+        out["disagreed"],
+        "NeedAgreementWithRequiredTermsError",
+        "NEED_AGREEMENT_WITH_REQUIRED_TERMS",
+    )
+    assert sdk_error(out["missingSelector"], "InvalidSelectorError", "INVALID_SELECTOR")
+    # None of the refused requests opened a window.
+    assert page.locator("[data-toss-sandbox-overlay]").count() == 0
 
     # The picker and the agreement were drawn; the stylesheet came from the sandbox.
     assert page.locator("#methods input[type=radio]").count() == 2
@@ -381,7 +464,8 @@ def test_widget_in_a_browser(page: Any, live_shop: str) -> None:
         .endswith("/sandbox/static/widget.css")
     )
 
-    # Pick 가상계좌, pay: the window opens, shows the order, and approve goes to successUrl.
+    # Pick 가상계좌, pay: the window opens over the page, shows the order, and its outcome
+    # takes the whole tab to successUrl.
     page.locator("#methods input[value=VIRTUAL_ACCOUNT]").check()
     order_id = new_order_id()
     page.evaluate(
@@ -390,12 +474,68 @@ def test_widget_in_a_browser(page: Any, live_shop: str) -> None:
             failUrl: location.origin + "/harness/done?step=fail"}); }""",
         order_id,
     )
-    page.wait_for_url(re.compile(r"/sandbox/window/"))
-    assert page.get_by_text("테스트 결제 (샌드박스) — 실제로 결제되지 않습니다").is_visible()
-    assert page.get_by_test_id("amount").inner_text() == "103,000원"
-    assert "가상계좌" in page.locator(".facts").inner_text()
-    page.locator('[data-scenario="virtual_account"]').click()
+    window = page.frame_locator("iframe[data-toss-sandbox-window]")
+    assert page.url == f"{live_shop}/harness"
+    expect(window.get_by_text("테스트 결제 (샌드박스) — 실제로 결제되지 않습니다")).to_be_visible()
+    expect(window.get_by_test_id("amount")).to_have_text("103,000원")
+    expect(window.locator(".facts")).to_contain_text("가상계좌")
+    window.locator('[data-scenario="virtual_account"]').click()
     page.wait_for_url(re.compile(r"/harness/done\?"))
     q = query(page.url)
     assert list(q) == ["step", "paymentType", "orderId", "paymentKey", "amount"]
     assert (q["orderId"], q["amount"]) == (order_id, "103000")
+
+
+CANCEL = """(orderId) => {
+  const w = TossPayments(%r).widgets({customerKey: "cust_cancel"});
+  window.__outcomes = [];
+  const pay = () => w.requestPayment({orderId, orderName: "드립백 커피",
+      successUrl: location.origin + "/harness/done?step=ok",
+      failUrl: location.origin + "/harness/done?step=fail"})
+    .then(() => window.__outcomes.push("resolved"),
+          (e) => window.__outcomes.push({name: e.name, code: e.code, message: e.message}));
+  window.__pay = pay;
+  return w.setAmount({currency: "KRW", value: 15000})
+    .then(() => w.renderPaymentMethods({selector: "#methods"}))
+    .then(() => { pay(); });
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or os.path.exists(CHROMIUM)), reason="chromium is not installed"
+)
+def test_closing_the_window_on_a_pc_rejects_with_user_cancel(
+    page: Any, live_shop: str, sandbox: Flask, driver: SandboxDriver
+) -> None:
+    """Closing the payment window on a PC rejects requestPayment with the SDK's UserCancelError
+    (types/index.d.ts: "@throws UserCancelError 사용자가 결제를 취소한 경우"; its code USER_CANCEL
+    is what closing Toss's window gives, https://techchat.tosspayments.com/m/1360069663744069843)
+    instead of going to failUrl; the page stays, the window's payment stays READY and nothing is
+    sent (READY until authentication, https://docs.tosspayments.com/reference, Payment 객체).
+    The shopper can open another window (another payment) and close it with its close button."""
+    order_id = new_order_id()
+    page.goto(f"{live_shop}/harness")
+    page.evaluate(CANCEL % CLIENT_KEY, order_id)
+    window = page.frame_locator("iframe[data-toss-sandbox-window]")
+    window.locator('[data-scenario="cancel_by_user"]').click()
+    page.wait_for_function("window.__outcomes.length === 1")
+    (outcome,) = page.evaluate("window.__outcomes")
+    assert (outcome["name"], outcome["code"]) == ("UserCancelError", "USER_CANCEL")
+    assert page.url == f"{live_shop}/harness"  # not failUrl
+    assert page.locator("[data-toss-sandbox-overlay]").count() == 0
+
+    first = driver.get_by_order(order_id).body
+    assert first["status"] == "READY"
+    assert driver.payment(first["paymentKey"])["sandbox"]["webhooksSent"] == 0
+
+    # Again: a second window (a payment of its own), closed with the window's close button.
+    page.evaluate("() => { window.__pay(); }")  # its promise settles when the window closes
+    window.locator('[data-action="close"]').click()
+    page.wait_for_function("window.__outcomes.length === 2")
+    assert page.evaluate("window.__outcomes[1].code") == "USER_CANCEL"
+    second = driver.get_by_order(order_id).body
+    assert second["paymentKey"] != first["paymentKey"]
+    assert {driver.get(k).body["status"] for k in (first["paymentKey"], second["paymentKey"])} == {
+        "READY"
+    }

@@ -53,8 +53,9 @@ def checkout_scripts(config: dict[str, Any] | Any) -> list[str]:
 def widget_origin(config: dict[str, Any] | Any) -> list[str]:
     """The origin of an absolute TOSS_WIDGET_SCRIPT_URL that is not Toss's (the stand-alone
     sandbox, `toss-sandbox serve`), else nothing. The browser loads the script and its
-    stylesheet from there and posts the payment request there; the API base is only called by
-    our server, so it needs no place in the policy."""
+    stylesheet from there, posts the payment request there and shows the payment window from
+    there in an iframe; the API base is only called by our server, so it needs no place in the
+    policy."""
     url = urlsplit(config.get("TOSS_WIDGET_SCRIPT_URL") or "")
     host = url.hostname or ""
     if url.scheme not in ("http", "https") or not host:
@@ -77,7 +78,7 @@ def content_security_policy(config: dict[str, Any] | Any) -> dict[str, str | lis
         "img-src": ["'self'", "data:", *toss],
         "font-src": "'self'",
         "connect-src": ["'self'", *toss, *widget],
-        "frame-src": ["'self'", *toss],
+        "frame-src": ["'self'", *toss, *widget],
         "form-action": "'self'",
         "object-src": "'none'",
         "base-uri": "'none'",

@@ -15,6 +15,10 @@ Routes (all under /sandbox)
   /sandbox/api/virtual-accounts/<orderId>/deposit-error,
   /sandbox/api/payments/<paymentKey>, /sandbox/api/payments/<paymentKey>/expire
       scriptable test helpers (no auth); `testing.py` drives them from Python.
+  /sandbox/api/payments/<ref>/cancel, /sandbox/api/payments/<ref>/abort,
+  /sandbox/api/webhook-url, /sandbox/dashboard
+      the developer tools (`dashboard.py`): what `toss-sandbox trigger` and `toss-sandbox
+      listen` call, and the page listing the payments with a button per action.
 
 Scenarios (window buttons, or `scenario` in POST /sandbox/api/sessions): see
 `windows.SCENARIOS`. Settings: `settings.SandboxSettings` (`SANDBOX_*` variables).

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 
 import requests
 from flask import Flask
+from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import api, views
+from . import api, dashboard, views
 from .db import configure_engine, db
 from .keys import merchant_keys
+from .models import SCHEMA_VERSION, SandboxSchema
 from .payments import sweep
 from .sender import Sender
 from .settings import SandboxSettings, SettingsError
 from .state import SandboxState
+
+logger = logging.getLogger(__name__)
 
 # The sandbox's routes all live under this prefix, as its Toss API base and widget script do.
 PREFIX = "/sandbox"
@@ -48,6 +53,7 @@ def create_app(
     db.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
+    app.register_blueprint(dashboard.bp)
     app.extensions["toss_sandbox"] = SandboxState(
         settings=settings,
         keys=merchant_keys(settings),
@@ -60,17 +66,34 @@ def create_app(
 
 
 def _create_tables(attempts: int = 5) -> None:
-    """Create the sandbox's tables unless they exist. Several server processes starting at once
-    race to create them; the loser's CREATE fails, and its next look finds them there."""
+    """Create the sandbox's tables unless they exist, starting afresh on a database an older
+    sandbox made (its state is test data, and the sandbox keeps no migrations). Several server
+    processes starting at once race to create them; the loser's CREATE fails, and its next look
+    finds them there."""
     for attempt in range(attempts):
         try:
+            if _made_by_another_version():
+                logger.warning("sandbox database made by another version: starting it afresh")
+                db.drop_all()
             db.create_all()
+            if db.session.get(SandboxSchema, 1) is None:
+                db.session.add(SandboxSchema(id=1, version=SCHEMA_VERSION))
+            db.session.commit()
             return
         except SQLAlchemyError:
             db.session.rollback()
             if attempt == attempts - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
+
+
+def _made_by_another_version() -> bool:
+    tables = set(inspect(db.engine).get_table_names())
+    if SandboxSchema.__tablename__ in tables:
+        row = db.session.get(SandboxSchema, 1)
+        db.session.commit()
+        return row is not None and row.version != SCHEMA_VERSION
+    return bool(tables & set(db.metadata.tables))  # tables from before versions were kept
 
 
 def _default_database(instance_path: str) -> str:

@@ -15,6 +15,7 @@ from .errors import ERRORS, SandboxError
 from .ids import digits, new_secret, new_transaction_key
 from .models import (
     ABORTED,
+    CARD,
     CONFIRMED,
     DONE,
     EXPIRED,
@@ -157,7 +158,7 @@ def confirm(body: Any, secret_family: str) -> ConfirmResult:
             "va_refund_status": REFUND_NONE,
             "va_expired": False,
         }
-    else:
+    elif payment.method == CARD:  # a 계좌이체 (TRANSFER) payment has no card
         values |= {
             "card_number": f"4330{digits(4)}****{digits(3)}*",
             "card_approve_no": digits(8),

@@ -47,6 +47,7 @@ CONFIRMED = frozenset({WAITING_FOR_DEPOSIT, DONE, CANCELED, PARTIAL_CANCELED})
 
 CARD = "CARD"
 VIRTUAL_ACCOUNT = "VIRTUAL_ACCOUNT"
+TRANSFER = "TRANSFER"  # 계좌이체: served to the payment-window integration (payment())
 
 
 class SandboxPayment(SandboxBase):
@@ -62,7 +63,7 @@ class SandboxPayment(SandboxBase):
             "'PARTIAL_CANCELED','ABORTED','EXPIRED')",
             name="status_known",
         ),
-        CheckConstraint("method IN ('CARD','VIRTUAL_ACCOUNT')", name="method_known"),
+        CheckConstraint("method IN ('CARD','VIRTUAL_ACCOUNT','TRANSFER')", name="method_known"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -193,3 +194,16 @@ class SandboxWebhook(SandboxBase):
     last_error: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Bump when a table changes: a sandbox database made by another version starts afresh.
+SCHEMA_VERSION = 2
+
+
+class SandboxSchema(SandboxBase):
+    """The version of the tables this database was made with (one row)."""
+
+    __tablename__ = "sandbox_schema"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)

@@ -27,6 +27,7 @@ from .models import (
     EXPIRED,
     IN_PROGRESS,
     READY,
+    TRANSFER,
     VIRTUAL_ACCOUNT,
     WAITING_FOR_DEPOSIT,
     SandboxPayment,
@@ -35,7 +36,9 @@ from .state import state
 
 MID = "tvivarepublica"
 API_VERSION = "2022-11-16"
-METHOD_LABELS = {CARD: "카드", VIRTUAL_ACCOUNT: "가상계좌"}
+METHOD_LABELS = {CARD: "카드", VIRTUAL_ACCOUNT: "가상계좌", TRANSFER: "계좌이체"}
+# Banks a sandbox transfer (계좌이체) is paid from: 우리, 신한, KB국민, NH농협, 하나.
+TRANSFER_BANKS = ("20", "88", "04", "11", "81")
 MAX_AMOUNT = 10**12 - 1
 # Confirm must follow the shopper's authentication within this.
 CONFIRM_WINDOW = timedelta(minutes=10)
@@ -333,7 +336,7 @@ def payment_json(p: SandboxPayment) -> dict[str, Any]:
         "cultureExpense": False,
         "card": card,
         "virtualAccount": virtual_account,
-        "transfer": None,
+        "transfer": _transfer(p),
         "mobilePhone": None,
         "giftCertificate": None,
         "cashReceipt": None,
@@ -376,6 +379,17 @@ def amounts(p: SandboxPayment) -> tuple[int, int, int]:
     tax_free = p.tax_free_amount - sum(c.tax_free_amount for c in p.cancels)
     vat = vat_of(p.balance_amount, tax_free)
     return tax_free, vat, p.balance_amount - tax_free - vat
+
+
+def _transfer(p: SandboxPayment) -> dict[str, Any] | None:
+    """The `transfer` object of an approved 계좌이체 payment: {bankCode, settlementStatus} (Toss's
+    Payment object, https://docs.tosspayments.com/reference; the same two fields as the
+    tosspayments-rs crate's `Transfer`). The sandbox keeps no bank for it: one of
+    TRANSFER_BANKS, fixed by the paymentKey; it never settles (INCOMPLETED)."""
+    if p.method != TRANSFER or p.approved_at is None:
+        return None
+    bank = TRANSFER_BANKS[sum(map(ord, p.payment_key or "")) % len(TRANSFER_BANKS)]
+    return {"bankCode": bank, "settlementStatus": "INCOMPLETED"}
 
 
 def _method_label(p: SandboxPayment) -> str | None:

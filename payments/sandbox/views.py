@@ -50,6 +50,11 @@ def _wants_html() -> bool:
     return request.path.startswith(_HTML_PREFIXES)
 
 
+# What the stand-in script (static/widget.js) calls from the merchant's page, which may be on
+# another origin than the sandbox (a stand-alone sandbox): answered with CORS, errors included.
+_CORS_PATHS = ("/sandbox/widget/sessions", "/sandbox/payment/sessions")
+
+
 def _cors(response: Response) -> Response:
     # The widget script may be served to a shop on another origin (stand-alone sandbox).
     response.headers["Access-Control-Allow-Origin"] = "*"
@@ -74,7 +79,7 @@ def _sandbox_error(exc: SandboxError) -> Response:
     if _wants_html():
         return _page("sandbox/message.html", exc.status, title=exc.code, message=exc.message)
     response = json_response(exc.body(), exc.status)
-    return _cors(response) if request.path == "/sandbox/widget/sessions" else response
+    return _cors(response) if request.path in _CORS_PATHS else response
 
 
 @bp.errorhandler(HTTPException)
@@ -83,7 +88,8 @@ def _http_error(exc: HTTPException) -> Response:
     message = exc.description or exc.name
     if _wants_html():
         return _page("sandbox/message.html", status, title=exc.name, message=message)
-    return json_response({"code": "INVALID_REQUEST", "message": message}, status)
+    response = json_response({"code": "INVALID_REQUEST", "message": message}, status)
+    return _cors(response) if request.path in _CORS_PATHS else response
 
 
 @bp.errorhandler(Exception)
@@ -93,7 +99,8 @@ def _unexpected(exc: Exception) -> Response:
     err = SandboxError("FAILED_INTERNAL_SYSTEM_PROCESSING")
     if _wants_html():
         return _page("sandbox/message.html", 500, title=err.code, message=err.message)
-    return json_response(err.body(), err.status)
+    response = json_response(err.body(), err.status)
+    return _cors(response) if request.path in _CORS_PATHS else response
 
 
 def _json_body() -> dict[str, Any]:
@@ -122,11 +129,23 @@ def widget_script() -> Response:
 
 @bp.route("/widget/sessions", methods=["POST", "OPTIONS"])
 def widget_session() -> Response:
-    """requestPayment registers the window here, then navigates to `windowUrl`."""
+    """widgets().requestPayment registers the window here, then shows `windowUrl` (in an
+    iframe over the page on a PC, by navigating on a phone)."""
+    return _open_session(windows.WIDGETS)
+
+
+@bp.route("/payment/sessions", methods=["POST", "OPTIONS"])
+def payment_session() -> Response:
+    """payment().requestPayment (the payment window: an API-family client key and a `method`)
+    registers the window here, then shows `windowUrl` as the widget's does."""
+    return _open_session(windows.PAYMENT)
+
+
+def _open_session(product: str) -> Response:
     if request.method == "OPTIONS":
         return _cors(Response(status=204))
     data = {k: v for k, v in _json_body().items() if k != "scenario"}
-    payment = windows.create_session(windows.parse_session_request(data), _origin())
+    payment = windows.create_session(windows.parse_session_request(data, product), _origin())
     window_url = url_for("sandbox.window", token=payment.session_token, _external=True)
     return _cors(json_response({"windowUrl": window_url, "paymentKey": payment.payment_key}, 201))
 
@@ -150,7 +169,7 @@ def window(token: str) -> Response:
         "sandbox/window.html",
         payment=payment,
         open=windows.window_open(payment),
-        scenarios=windows.SCENARIOS,
+        scenarios=windows.window_scenarios(payment),
         hints=windows.SCENARIO_HINTS,
         method_label=METHOD_LABELS.get(payment.method, "카드"),
         expires_at=payment.window_expires_at.astimezone(KST).strftime("%Y-%m-%d %H:%M"),
@@ -162,6 +181,8 @@ def window_submit(token: str) -> Response:
     """The shopper picked an outcome: back to the shop's successUrl or failUrl."""
     payment = _session_or_404(token)
     scenario = request.form.get("scenario", "")
+    if "card_number" in request.form:  # a test card number picks the outcome instead
+        scenario = windows.scenario_for_card(request.form["card_number"])
     target = windows.finish_session(payment, scenario)
     return redirect(target, 303)  # type: ignore[return-value]
 
@@ -184,11 +205,14 @@ def receipt(payment_key: str) -> Response:
 
 @bp.post("/api/sessions")
 def api_session() -> Response:
-    """What the widget + window do for a shopper who picks `scenario` → {"redirectUrl",
-    "paymentKey"} (the window's paymentKey, which the redirect carries only on success)."""
+    """What the widget (or, with "product": "payment", payment()) and the window do for a
+    shopper who picks `scenario` → {"redirectUrl", "paymentKey"} (the window's paymentKey, which
+    the redirect carries only on success)."""
     data = _json_body()
     data.setdefault("scenario", "approve")
-    req = windows.parse_session_request(data)
+    # The widget's flow unless the body asks for the payment window ("product": "payment").
+    product = windows.PAYMENT if data.pop("product", None) == windows.PAYMENT else windows.WIDGETS
+    req = windows.parse_session_request(data, product)
     payment = windows.create_session(req, _origin())
     redirect_url = windows.finish_session(payment, req.scenario or "approve")
     return json_response({"redirectUrl": redirect_url, "paymentKey": payment.payment_key})

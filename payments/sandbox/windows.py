@@ -7,6 +7,13 @@ Every window is a payment with its own paymentKey from the moment it opens (READ
 so one order may have several (one per window). A window the shopper closes or abandons, or
 whose card the card company refuses, stays READY and changes nothing; 30 minutes after it
 opened it expires (EXPIRED, with a webhook) like any window nobody finished.
+
+Two products of Toss's SDK open windows: the payment widget (`widgets().requestPayment`, a
+widget client key) and the payment window (`payment().requestPayment`, an API-family client key
+and a method the merchant fixes: CARD, TRANSFER or VIRTUAL_ACCOUNT). On a PC the stand-in
+(static/widget.js) shows the window in an iframe over the merchant's page, as the SDK's
+`windowTarget: "iframe"` does; a shopper who closes it there (cancel_by_user) never reaches this
+module: static/window.js tells the stand-in, which rejects requestPayment with USER_CANCEL.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from .models import (
     CONFIRMED,
     IN_PROGRESS,
     READY,
+    TRANSFER,
     VIRTUAL_ACCOUNT,
     SandboxPayment,
 )
@@ -53,7 +61,9 @@ SCENARIO_HINTS: dict[str, str] = {
         "됩니다."
     ),
     "cancel_by_user": (
-        "실패 페이지로 이동합니다 (PAY_PROCESS_CANCELED). 결제는 READY로 남아 30분 뒤 만료됩니다."
+        "결제창을 닫습니다: 상점 화면 위에 열린 결제창(PC)이면 requestPayment가 USER_CANCEL로 "
+        "거절되고, 이동해 온 결제창(모바일)이면 실패 페이지로 이동합니다 (PAY_PROCESS_CANCELED). "
+        "결제는 READY로 남아 30분 뒤 만료됩니다."
     ),
     "virtual_account": "승인 시 입금 대기(WAITING_FOR_DEPOSIT) 가상계좌가 발급됩니다.",
     "provider_error": (
@@ -67,13 +77,63 @@ _METHOD_ALIASES = {
     "카드": CARD,
     "VIRTUAL_ACCOUNT": VIRTUAL_ACCOUNT,
     "가상계좌": VIRTUAL_ACCOUNT,
+    "TRANSFER": TRANSFER,
+    "계좌이체": TRANSFER,
 }
-MIN_AMOUNT = {CARD: 100, VIRTUAL_ACCOUNT: 200}
-ORDER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+# Toss: a card from 100 won, an account (virtual account, transfer) from 200 (BELOW_MINIMUM_AMOUNT,
+# https://docs.tosspayments.com/reference/error-codes).
+MIN_AMOUNT = {CARD: 100, VIRTUAL_ACCOUNT: 200, TRANSFER: 200}
+# The SDK's rule for orderId: "영문 대소문자, 숫자, 특수문자 `-`, `_`, `=`로 이루어진 6자 이상 64자
+# 이하의 문자열" (@tosspayments/tosspayments-sdk 2.8.1, types/index.d.ts, PaymentRequest.orderId).
+ORDER_ID_RE = re.compile(r"^[A-Za-z0-9_=-]{6,64}$")
 CUSTOMER_KEY_RE = re.compile(r"^[A-Za-z0-9\-_=.@]{2,50}$")
 ANONYMOUS = "@@ANONYMOUS"
 URL_RE = re.compile(r"^https?://[^/\s?#]+[^\s]*$")
+# "`-` 없이 숫자로만 구성된 최소 8자, 최대 15자의 문자열" (types/index.d.ts, customerMobilePhone).
 PHONE_RE = re.compile(r"^[0-9]{8,15}$")
+
+# The two products of Toss's SDK that open a payment window, and the client-key family each
+# takes: the payment widget (`widgets()`, 결제위젯 연동 키 `…_gck_…`) and the payment window
+# (`payment()`, API 개별 연동 키 `…_ck_…`) (https://docs.tosspayments.com/guides/v2/get-started/
+# migration-guide; the SDK's types name NotSupportedAPIIndividualKeyError for widgets() and
+# NotSupportedWidgetKeyError for payment()). A payment window's payment is then confirmed with the
+# API family's secret key (confirm.py).
+WIDGETS = "widgets"
+PAYMENT = "payment"
+_PRODUCT_FAMILY = {WIDGETS: "gck", PAYMENT: "ck"}
+_WRONG_FAMILY = {
+    WIDGETS: "결제위젯 연동 키의 클라이언트 키로 SDK를 연동해주세요. API 개별 연동 키는 지원하지 "
+    "않습니다.",
+    PAYMENT: "API 개별 연동 키의 클라이언트 키로 SDK를 연동해주세요. 결제위젯 연동 키는 지원하지 "
+    "않습니다.",
+}
+# The methods each product's window serves here. Toss's widget and payment window know more
+# (MOBILE_PHONE, gift certificates, easy pays…); the sandbox's widget offers a card and a virtual
+# account, its payment window a card, a transfer (계좌이체) and a virtual account.
+PRODUCT_METHODS = {WIDGETS: (CARD, VIRTUAL_ACCOUNT), PAYMENT: (CARD, TRANSFER, VIRTUAL_ACCOUNT)}
+# What a payment window (payment()) offers: its method is the merchant's choice, so only that
+# method's outcomes. A transfer has no card company to refuse it and is never refused at confirm
+# for a card's reason.
+_PAYMENT_WINDOW_SCENARIOS = {
+    CARD: (
+        "approve",
+        "reject_card",
+        "insufficient_balance",
+        "cancel_by_user",
+        "provider_error",
+        "server_error",
+        "slow_confirm",
+    ),
+    TRANSFER: ("approve", "cancel_by_user", "provider_error", "server_error", "slow_confirm"),
+    VIRTUAL_ACCOUNT: (
+        "virtual_account",
+        "cancel_by_user",
+        "provider_error",
+        "server_error",
+        "slow_confirm",
+    ),
+}
+_TRANSFER_LABELS = {"approve": "계좌이체 승인"}
 
 
 @dataclass(frozen=True)
@@ -104,21 +164,32 @@ def _opt_str(data: Mapping[str, Any], name: str, max_len: int) -> str | None:
     return value
 
 
-def parse_session_request(data: Mapping[str, Any]) -> SessionRequest:
-    """Validate a session by Toss's field rules; SandboxError (400/401) when it breaks one."""
+def _check_family(client_key: str, product: str) -> None:
+    """A client key of the other family than `product` takes → 400 INVALID_CLIENT_KEY with the
+    SDK's words; a key this merchant does not have → 401 UNAUTHORIZED_KEY."""
+    family = state().keys.client_family(client_key)
+    shape = re.match(r"^(?:test|live)_(gck|ck)_", client_key)
+    kind = family or (shape.group(1) if shape else None)
+    if kind is not None and kind != _PRODUCT_FAMILY[product]:
+        raise SandboxError("INVALID_CLIENT_KEY", _WRONG_FAMILY[product])
+    if family is None:
+        raise SandboxError("UNAUTHORIZED_KEY")
+
+
+def parse_session_request(data: Mapping[str, Any], product: str = WIDGETS) -> SessionRequest:
+    """Validate a session by Toss's field rules; SandboxError (400/401) when it breaks one.
+
+    `product`: WIDGETS (widgets().requestPayment, a widget client key) or PAYMENT
+    (payment().requestPayment, an API-family client key and a `method`)."""
     client_key = data.get("clientKey")
     if not isinstance(client_key, str) or not client_key:
         raise invalid("clientKey가 필요합니다.")
-    family = state().keys.client_family(client_key)
-    if family == "ck" or re.match(r"^(test|live)_ck_", client_key):
-        raise SandboxError("INVALID_CLIENT_KEY")
-    if family != "gck":
-        raise SandboxError("UNAUTHORIZED_KEY")
+    _check_family(client_key, product)
 
     order_id = data.get("orderId")
     if not isinstance(order_id, str) or not ORDER_ID_RE.match(order_id):
         raise invalid(
-            "orderId는 영문 대소문자, 숫자, -, _ 로 이루어진 6자 이상 64자 이하여야 합니다."
+            "orderId는 영문 대소문자, 숫자, -, _, = 로 이루어진 6자 이상 64자 이하여야 합니다."
         )
     order_name = data.get("orderName")
     if not isinstance(order_name, str) or not order_name.strip() or len(order_name) > 100:
@@ -129,18 +200,29 @@ def parse_session_request(data: Mapping[str, Any]) -> SessionRequest:
         if not isinstance(url, str) or len(url) > 2048 or not URL_RE.match(url):
             raise invalid(f"{name}은 http:// 또는 https:// 로 시작하는 절대 URL이어야 합니다.")
 
+    methods = PRODUCT_METHODS[product]
     method_raw = data.get("method")
     method: str | None = None
     if method_raw not in (None, ""):
-        if not isinstance(method_raw, str) or method_raw not in _METHOD_ALIASES:
-            raise invalid("method는 CARD(카드) 또는 VIRTUAL_ACCOUNT(가상계좌)여야 합니다.")
+        if not isinstance(method_raw, str) or _METHOD_ALIASES.get(method_raw) not in methods:
+            raise invalid(f"method는 {', '.join(methods)} 중 하나여야 합니다.")
         method = _METHOD_ALIASES[method_raw]
     scenario = data.get("scenario")
     if scenario in (None, ""):
         scenario = None
     elif not isinstance(scenario, str) or scenario not in SCENARIOS:
         raise invalid(f"scenario는 {', '.join(SCENARIOS)} 중 하나여야 합니다.")
-    if scenario is not None:
+    if product == PAYMENT:
+        # The merchant names the method (the SDK's `method`); the helper may let the scenario.
+        if method is None and scenario is not None:
+            method = VIRTUAL_ACCOUNT if scenario == "virtual_account" else CARD
+        if method == VIRTUAL_ACCOUNT and scenario == "approve":
+            scenario = "virtual_account"  # the helper's default: the window finished well
+        if method is None:
+            raise invalid(f"method는 {', '.join(methods)} 중 하나여야 합니다.")
+        if scenario is not None and scenario not in _PAYMENT_WINDOW_SCENARIOS[method]:
+            raise invalid(f"{method} 결제창에는 {scenario} 결과가 없습니다.")
+    elif scenario is not None:
         method = VIRTUAL_ACCOUNT if scenario == "virtual_account" else CARD
     if amount < MIN_AMOUNT[method or CARD]:
         raise SandboxError("BELOW_MINIMUM_AMOUNT")
@@ -156,10 +238,8 @@ def parse_session_request(data: Mapping[str, Any]) -> SessionRequest:
             "2자 이상 50자 이하여야 합니다."
         )
     phone = _opt_str(data, "customerMobilePhone", 20)
-    if phone is not None:
-        phone = phone.replace("-", "")
-        if not PHONE_RE.match(phone):
-            raise invalid("customerMobilePhone은 숫자만 8~15자여야 합니다.")
+    if phone is not None and not PHONE_RE.match(phone):
+        raise invalid("customerMobilePhone은 - 없이 숫자로만 8자 이상 15자 이하여야 합니다.")
     tax_free_raw = data.get("taxFreeAmount")
     tax_free = 0
     if tax_free_raw not in (None, 0, "0"):
@@ -265,9 +345,16 @@ def finish_session(payment: SandboxPayment, scenario: str) -> str:
       approval (https://docs.tosspayments.com/reference, Payment 객체); what a card refusal
       inside the window does to the status is not found in Toss's docs, so the sandbox treats
       it like any window left without authentication.
+
+    The widget's window authenticates a card unless the shopper picks the virtual account; a
+    payment window (payment()) keeps the method the merchant asked for. Its success redirect
+    carries amount, orderId and paymentKey, the widget's paymentType too (the redirect URLs the
+    SDK's types show for each: `{successUrl}?amount&orderId&paymentKey` for payment(),
+    `{successUrl}?paymentType&amount&orderId&paymentKey` for widgets()).
     """
-    if scenario not in SCENARIOS:
-        raise invalid(f"scenario는 {', '.join(SCENARIOS)} 중 하나여야 합니다.")
+    allowed = window_scenarios(payment)
+    if scenario not in allowed:
+        raise invalid(f"scenario는 {', '.join(allowed)} 중 하나여야 합니다.")
     if payment.redirect_url:
         return payment.redirect_url
     t = now()
@@ -280,18 +367,20 @@ def finish_session(payment: SandboxPayment, scenario: str) -> str:
         return _close(payment, scenario, _fail_url(payment, WINDOW_FAILURES[scenario]))
     if scenario == "virtual_account" and payment.total_amount < MIN_AMOUNT[VIRTUAL_ACCOUNT]:
         return _close(payment, scenario, _fail_url(payment, "BELOW_MINIMUM_AMOUNT"))
+    fixed = payment_window(payment)
+    params = [
+        ("orderId", payment.order_id),
+        ("paymentKey", payment.payment_key or ""),
+        ("amount", str(payment.total_amount)),
+    ]
     redirect = with_query(
-        payment.success_url,
-        [
-            ("paymentType", "NORMAL"),
-            ("orderId", payment.order_id),
-            ("paymentKey", payment.payment_key or ""),
-            ("amount", str(payment.total_amount)),
-        ],
+        payment.success_url, params if fixed else [("paymentType", "NORMAL"), *params]
     )
     authenticated = {
         "status": IN_PROGRESS,
-        "method": VIRTUAL_ACCOUNT if scenario == "virtual_account" else CARD,
+        "method": payment.method
+        if fixed
+        else (VIRTUAL_ACCOUNT if scenario == "virtual_account" else CARD),
         "authenticated_at": t,
         "provider_errors_left": 1 if scenario in FAILING_FIRST_CONFIRM else 0,
     }
@@ -321,6 +410,20 @@ def _close(
     return redirect
 
 
+def payment_window(payment: SandboxPayment) -> bool:
+    """Opened by payment().requestPayment (an API-family client key), not by the widget."""
+    return state().keys.client_family(payment.client_key) == "ck"
+
+
+def window_scenarios(payment: SandboxPayment) -> dict[str, str]:
+    """The outcomes this window offers, with their labels: all of SCENARIOS in the widget's
+    window (the shopper picks the method there); in a payment window, its method's."""
+    if not payment_window(payment):
+        return dict(SCENARIOS)
+    labels = {**SCENARIOS, **(_TRANSFER_LABELS if payment.method == TRANSFER else {})}
+    return {key: labels[key] for key in _PAYMENT_WINDOW_SCENARIOS.get(payment.method, ())}
+
+
 def window_open(payment: SandboxPayment) -> bool:
     """The shopper can still pick an outcome in this window."""
     return payment.status == READY and payment.redirect_url is None
@@ -330,3 +433,27 @@ def find_session(token: str) -> SandboxPayment | None:
     if not token or len(token) > 64:
         return None
     return db.session.scalar(select(SandboxPayment).where(SandboxPayment.session_token == token))
+
+
+# Test card numbers the window's card field takes, each picking one of SCENARIOS (the
+# sandbox's own, like Stripe's test cards: Toss publishes no such numbers). Luhn-valid, so a
+# form that checks card numbers takes them too.
+TEST_CARDS: dict[str, str] = {
+    "4330000000000003": "approve",
+    "4330000000000011": "reject_card",
+    "4330000000000029": "insufficient_balance",
+    "4330000000000037": "provider_error",
+    "4330000000000045": "server_error",
+    "4330000000000052": "slow_confirm",
+}
+
+
+def scenario_for_card(number: str) -> str:
+    """The outcome a test card number picks (spaces and dashes ignored); any other number is
+    400 INVALID_CARD_NUMBER ("카드번호를 다시 확인해주세요.", Toss's error-code reference,
+    https://docs.tosspayments.com/reference/error-codes) and the window stays open."""
+    digits_only = re.sub(r"[\s-]", "", number or "")
+    scenario = TEST_CARDS.get(digits_only)
+    if scenario is None:
+        raise SandboxError("INVALID_CARD_NUMBER")
+    return scenario

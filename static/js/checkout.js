@@ -36,7 +36,13 @@
           failUrl: d.failUrl,
         });
       } catch (err) {
-        showError((err && err.message) || "결제 요청 중 오류가 발생했습니다.");
+        // On a PC the SDK shows the window over this page; closing it rejects with USER_CANCEL
+        // (failures and successes leave for failUrl/successUrl instead).
+        showError(
+          err && err.code === "USER_CANCEL"
+            ? "결제를 취소했습니다. 다시 결제하려면 결제하기 버튼을 눌러주세요."
+            : (err && err.message) || "결제 요청 중 오류가 발생했습니다."
+        );
         button.disabled = false;
       }
     });

@@ -120,9 +120,11 @@ def fill_cart_and_checkout(page: Page) -> int:
 
 
 def open_window_and_choose(page: Page, scenario: str) -> None:
-    """Open the sandbox's payment window from the checkout page and finish it with `scenario`."""
+    """Open the sandbox's payment window from the checkout page and finish it with `scenario`
+    (on a PC the window is an iframe over the checkout page, as Toss's SDK shows it)."""
     pay = page.locator("#pay-button")
     expect(pay).to_be_enabled()
     pay.click()
-    expect(page.get_by_text("테스트 결제 (샌드박스) — 실제로 결제되지 않습니다")).to_be_visible()
-    page.locator(f'[data-scenario="{scenario}"]').click()
+    window = page.frame_locator("iframe[data-toss-sandbox-window]")
+    expect(window.get_by_test_id("sandbox-banner")).to_be_visible()
+    window.locator(f'[data-scenario="{scenario}"]').click()

@@ -91,6 +91,8 @@ def test_the_whole_checkout_runs_without_a_csp_violation(page: Page) -> None:
     page.on("console", lambda m: messages.append(m))
     fill_cart_and_checkout(page)
     page.locator("#pay-button").click()
-    page.locator('[data-scenario="approve"]').click()
+    page.frame_locator("iframe[data-toss-sandbox-window]").locator(
+        '[data-scenario="approve"]'
+    ).click()
     expect(page.get_by_test_id("order-status")).to_have_attribute("data-status", "PAID")
     assert [m.text for m in messages if "Content Security Policy" in m.text] == []

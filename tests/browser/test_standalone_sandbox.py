@@ -143,9 +143,14 @@ def test_a_shopper_pays_through_a_sandbox_on_another_origin(page: Page, stack: S
     pay = page.locator("#pay-button")
     expect(pay).to_be_enabled()
     pay.click()
-    expect(page).to_have_url(re.compile(re.escape(stack.sandbox) + r"/sandbox/window/"))
-    expect(page.get_by_text("테스트 결제 (샌드박스) — 실제로 결제되지 않습니다")).to_be_visible()
-    page.locator('[data-scenario="approve"]').click()
+    # The window, from the sandbox's origin, in an iframe over the checkout page (a PC).
+    frame = page.locator("iframe[data-toss-sandbox-window]")
+    expect(frame).to_have_attribute(
+        "src", re.compile(re.escape(stack.sandbox) + r"/sandbox/window/")
+    )
+    window = page.frame_locator("iframe[data-toss-sandbox-window]")
+    expect(window.get_by_text("테스트 결제 (샌드박스) — 실제로 결제되지 않습니다")).to_be_visible()
+    window.locator('[data-scenario="approve"]').click()
 
     expect(page).to_have_url(re.compile(re.escape(stack.shop) + r"/orders/"))
     status = page.get_by_test_id("order-status")
