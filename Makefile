@@ -30,8 +30,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest
-	scripts/pytest-postgres
+	$(BIN)/pytest -n 2
+	scripts/pytest-postgres -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
