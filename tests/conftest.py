@@ -21,7 +21,7 @@ import payments.config
 from payments.core.models import Order, Product
 from payments.extensions import db
 from payments.shop.catalog import create_order, seed_catalog
-from tests.helpers import Shopper, make_app
+from tests.helpers import Shopper, WebhookReceiver, make_app
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -155,3 +155,13 @@ def order_factory(app: Flask) -> Callable[..., Order]:
             return order
 
     return make
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A webhook endpoint on a loopback port that records what arrives (tests.helpers)."""
+    receiver = WebhookReceiver()
+    receiver.thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.thread.join(5)

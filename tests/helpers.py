@@ -24,6 +24,9 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from payments import create_app
 from payments.core.models import AuditEntry, Order, Product
@@ -163,6 +166,58 @@ def console_script(name: str, module: str) -> list[str]:
     """A console script of this environment (e.g. toss-sandbox), else `python -m <module>`."""
     script = Path(sys.executable).parent / name
     return [str(script)] if script.exists() else [sys.executable, "-m", module]
+
+
+class WebhookReceiver:
+    """A webhook endpoint on a loopback port, standing in for a shop's route: records each
+    delivery (headers, raw body) and answers the statuses queued in `answers` (200 once they run
+    out)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.answers: list[int] = []
+        self.arrived = threading.Condition()
+        self.server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/api/payment/webhook"
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        with self.arrived:
+            self.received.append((dict(request.headers), request.get_data()))
+            status = self.answers.pop(0) if self.answers else 200
+            self.arrived.notify_all()
+        return WerkzeugResponse("", status)(environ, start_response)
+
+    def wait_for(self, count: int, seconds: float = 20) -> list[tuple[dict[str, str], bytes]]:
+        """The first `count` deliveries, once they arrived."""
+        deadline = time.monotonic() + seconds
+        with self.arrived:
+            while len(self.received) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(self.received)} of {count} webhooks arrived")
+                self.arrived.wait(left)
+            return list(self.received)
+
+    def wait_until(
+        self, check: Callable[[dict[str, Any]], bool], seconds: float = 20
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """The first delivery whose JSON body passes `check`: (headers, body)."""
+        deadline = time.monotonic() + seconds
+        with self.arrived:
+            while True:
+                for headers, raw in self.received:
+                    body = json.loads(raw)
+                    if check(body):
+                        return headers, body
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no such webhook arrived: {self.received}")
+                self.arrived.wait(left)
 
 
 def wait_until_serving(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -3,23 +3,18 @@ test suite would reach it (the shop's Toss client, `requests`, `SandboxDriver.ov
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from payments.sandbox.testing import SandboxDriver
 from payments.toss import TossClient, TossError
-from tests.helpers import console_script, free_port, wait_until_serving
+from tests.helpers import WebhookReceiver, console_script, free_port, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "test_gsk_sandbox"
@@ -126,59 +121,17 @@ def test_latency_ms_holds_every_api_answer(serve: Callable[..., str]) -> None:
     assert held >= 0.3
 
 
-class Receiver:
-    """A small HTTP server standing in for the shop's webhook route: records and answers 200."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
-        self.arrived = threading.Condition()
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/api/payment/webhook"
-
-    def app(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        with self.arrived:
-            self.received.append((dict(request.headers), json.loads(request.get_data())))
-            self.arrived.notify_all()
-        return Response("", 200)(environ, start_response)
-
-    def wait_for(self, check: Callable[[dict[str, Any]], bool], seconds: float = 15) -> Any:
-        deadline = time.monotonic() + seconds
-        with self.arrived:
-            while True:
-                for headers, body in self.received:
-                    if check(body):
-                        return headers, body
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no such webhook arrived: {self.received}")
-                self.arrived.wait(left)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    found.thread.start()
-    yield found
-    found.server.shutdown()
-    found.thread.join(5)
-
-
 def test_webhook_url_receives_payment_status_changed(
-    serve: Callable[..., str], receiver: Receiver
+    serve: Callable[..., str], webhook_receiver: WebhookReceiver
 ) -> None:
     """--webhook-url: Toss POSTs PAYMENT_STATUS_CHANGED there when a payment changes status."""
-    base = serve("--latency-ms", "0", "--webhook-url", receiver.url)
+    base = serve("--latency-ms", "0", "--webhook-url", webhook_receiver.url)
     driver = SandboxDriver.over_http(base)
     window = driver.open_window(amount=12_000)
     confirmed = driver.confirm(window.payment_key, window.order_id, 12_000)
     assert confirmed.body["status"] == "DONE"
 
-    headers, body = receiver.wait_for(
+    headers, body = webhook_receiver.wait_until(
         lambda b: b.get("data", {}).get("paymentKey") == window.payment_key
     )
     assert body["eventType"] == "PAYMENT_STATUS_CHANGED"

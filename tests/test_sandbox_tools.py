@@ -28,13 +28,13 @@ import requests
 from click.testing import CliRunner, Result
 from flask import Flask
 from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from payments.sandbox.cli import describe_delivery, main
 from payments.sandbox.models import SandboxWebhook
 from payments.sandbox.testing import SandboxDriver, new_order_id
 from payments.sandbox.windows import TEST_CARDS
 from tests.helpers import (
+    WebhookReceiver,
     console_script,
     dispose,
     free_port,
@@ -421,49 +421,6 @@ def test_trigger_against_a_served_sandbox_as_processes(
 # -- toss-sandbox listen ---------------------------------------------------------------------------
 
 
-class Receiver:
-    """A webhook endpoint on a loopback port: records what arrives and answers the statuses
-    queued in `answers` (200 once they run out)."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.answers: list[int] = []
-        self.arrived = threading.Condition()
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/api/payment/webhook"
-
-    def app(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        with self.arrived:
-            self.received.append((dict(request.headers), request.get_data()))
-            status = self.answers.pop(0) if self.answers else 200
-            self.arrived.notify_all()
-        return Response("", status)(environ, start_response)
-
-    def wait_for(self, count: int, seconds: float = 20) -> list[tuple[dict[str, str], bytes]]:
-        deadline = time.monotonic() + seconds
-        with self.arrived:
-            while len(self.received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"{len(self.received)} of {count} webhooks arrived")
-                self.arrived.wait(left)
-            return list(self.received)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    found.thread.start()
-    yield found
-    found.server.shutdown()
-    found.thread.join(5)
-
-
 def wait_for_text(path: Path, pattern: str, proc: subprocess.Popen[bytes]) -> str:
     """The first line of the process's output matching `pattern` (waits while it runs)."""
     deadline = time.monotonic() + 20
@@ -481,7 +438,7 @@ def wait_for_text(path: Path, pattern: str, proc: subprocess.Popen[bytes]) -> st
 def test_listen_forwards_each_webhook_and_prints_it_with_the_answer(
     tmp_path: Path,
     serve_sandbox: Callable[..., Served],
-    receiver: Receiver,
+    webhook_receiver: WebhookReceiver,
     processes: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     """`listen --forward-to URL` becomes the running sandbox's webhook destination, hands each
@@ -493,16 +450,18 @@ def test_listen_forwards_each_webhook_and_prints_it_with_the_answer(
     served = serve_sandbox(webhook_url=None, webhooks_enabled=True)
     api = f"{served.url}/sandbox/api/webhook-url"
     log = tmp_path / "listen.log"
-    listen = processes("listen", "listen", "--url", served.url, "--forward-to", receiver.url)
+    listen = processes(
+        "listen", "listen", "--url", served.url, "--forward-to", webhook_receiver.url
+    )
     ready = wait_for_text(log, r"^Ready: ", listen)
     relay = requests.get(api, timeout=10).json()["webhookUrl"]
     assert relay is not None
     assert relay in ready
-    assert receiver.url in ready
+    assert webhook_receiver.url in ready
 
     driver = served.driver
     order_id, payment_key = paid_card(driver, 12_000)
-    ((headers, body),) = receiver.wait_for(1)
+    ((headers, body),) = webhook_receiver.wait_for(1)
     event = json.loads(body)
     assert event["eventType"] == "PAYMENT_STATUS_CHANGED"
     assert (event["data"]["paymentKey"], event["data"]["status"]) == (payment_key, "DONE")
@@ -520,9 +479,9 @@ def test_listen_forwards_each_webhook_and_prints_it_with_the_answer(
     assert line.endswith("-> 200")
 
     # The endpoint fails: printed, and the sandbox keeps the delivery for its next attempt.
-    receiver.answers.append(503)
+    webhook_receiver.answers.append(503)
     assert driver.cancel(payment_key).status == 200
-    receiver.wait_for(2)
+    webhook_receiver.wait_for(2)
     line = wait_for_text(log, r"status=CANCELED", listen)
     assert line.endswith("-> 503")
     deadline = time.monotonic() + 10
@@ -535,7 +494,7 @@ def test_listen_forwards_each_webhook_and_prints_it_with_the_answer(
 
     # DEPOSIT_CALLBACK names no eventType and no paymentKey; the line says what it is.
     waiting_order, _ = issued_account(driver)
-    receiver.wait_for(4)
+    webhook_receiver.wait_for(4)
     line = wait_for_text(log, r"DEPOSIT_CALLBACK", listen)
     assert f"orderId={waiting_order}" in line
     assert "status=WAITING_FOR_DEPOSIT" in line
