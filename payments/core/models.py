@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -210,11 +211,31 @@ class AuditEntry(Base):
     order: Mapped[Order] = relationship(back_populates="audit")
 
 
+# Webhook lanes: the worker claims due events lane by lane (lower first), oldest first within
+# a lane, so events about this shop's own payments never wait behind events naming nothing of
+# ours. The inbox sets the lane when it stores the event; it only orders work, and every event
+# is still checked with Toss or against the stored secret before anything changes.
+LANE_OWN_PAYMENT = 0  # names an order of ours and the payment it is paying with
+LANE_OUR_ORDER = 1  # names an order of ours (another window, or a paymentKey we never saw)
+LANE_NOT_OURS = 2  # names no order of ours
+
+
 class WebhookEvent(Base):
     """The durable inbox: every accepted webhook, then what the worker made of it."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (CheckConstraint(check_constraint(WebhookStatus), name="status_known"),)
+    __table_args__ = (
+        CheckConstraint(check_constraint(WebhookStatus), name="status_known"),
+        CheckConstraint("lane BETWEEN 0 AND 2", name="lane_known"),
+        # What the worker's claim reads: the due events, lane by lane, oldest first.
+        Index(
+            "ix_webhook_events_due_lane",
+            "lane",
+            "id",
+            sqlite_where=text("status IN ('PENDING', 'PROCESSING')"),
+            postgresql_where=text("status IN ('PENDING', 'PROCESSING')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Transmission id when Toss sent one, else a hash of the body: a retry or a duplicate
@@ -225,7 +246,12 @@ class WebhookEvent(Base):
     transmission_time: Mapped[str | None] = mapped_column(String(40))
     retried_count: Mapped[int] = mapped_column(Integer, default=0)
     order_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    payment_key: Mapped[str | None] = mapped_column(String(200))
+    # Indexed: the worker settles every pending event of one payment with one Toss lookup.
+    payment_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    # Events stored before lanes existed count as an order of ours (server default).
+    lane: Mapped[int] = mapped_column(
+        SmallInteger, default=LANE_NOT_OURS, server_default=text(str(LANE_OUR_ORDER))
+    )
     body: Mapped[str | None] = mapped_column(Text)  # pruned after the retention period
     body_sha256: Mapped[str] = mapped_column(String(64))
     status: Mapped[WebhookStatus] = mapped_column(
