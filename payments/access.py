@@ -13,6 +13,7 @@ from flask import current_app, request, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from .core.models import Order
+from .core.states import IN_FLIGHT, SETTLED
 
 MAX_REMEMBERED_ORDERS = 50
 OPERATOR_KEYS = ("operator", "operator_login_at", "operator_seen_at")
@@ -50,9 +51,40 @@ def remember_order(order_id: str) -> None:
     session["orders"] = (owned + [order_id])[-MAX_REMEMBERED_ORDERS:]
 
 
+def owns_order(order_id: str) -> bool:
+    """This browser session created the order (a signed link does not make it the owner)."""
+    owned = session.get("orders", [])
+    return isinstance(owned, list) and order_id in owned
+
+
+def _same_key(a: str | None, b: str) -> bool:
+    return a is not None and secrets.compare_digest(a.encode(), b.encode())
+
+
+def may_hold_link(order: Order, payment_key: str) -> bool:
+    """Whether the browser back from Toss with `payment_key` may be handed the signed link: the
+    order's own session, or the payer whose payment Toss confirmed for this order (the stored
+    payment is Toss's record of it). The success URL is public, so knowing an orderId and its
+    amount is not enough."""
+    if owns_order(order.order_id):
+        return True
+    stored = order.payment
+    return (
+        order.status in SETTLED
+        and stored is not None
+        and _same_key(stored.payment_key, payment_key)
+    )
+
+
+def pays_in_flight(order: Order, payment_key: str) -> bool:
+    """The browser holds the paymentKey of the attempt being confirmed: it may wait for Toss's
+    answer at the success URL (the link comes once Toss confirmed it)."""
+    return order.status in IN_FLIGHT and _same_key(order.payment_key, payment_key)
+
+
 def can_view(order: Order) -> bool:
     """Owner (the creating session or a valid signed link) or an operator."""
-    if order.order_id in session.get("orders", []) or is_operator():
+    if owns_order(order.order_id) or is_operator():
         return True
     token = request.args.get("t")
     if not token or len(token) > 300:

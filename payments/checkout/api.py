@@ -17,6 +17,13 @@ from .confirm import confirm_payment, parse_confirm_request
 bp = Blueprint("api", __name__, url_prefix="/api/payment")
 
 
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    # Payment details (a virtual account's number, the customer's name) are never cached.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _json_body() -> dict[str, Any]:
     if not request.is_json:
         raise invalid("Content-Type은 application/json이어야 합니다. (JSON body required)")

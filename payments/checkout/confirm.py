@@ -67,6 +67,18 @@ SHOPPER_RETRYABLE = frozenset(
 )
 
 
+# Toss's word that the paymentKey presented is no payment of this order our key may confirm:
+# unknown (NOT_FOUND_PAYMENT), not ours to ask about (FORBIDDEN_REQUEST), ill-formed or not
+# matching the orderId and amount we sent, which we check first (INVALID_REQUEST), or of the
+# other key family (INVALID_API_KEY: start-up refuses a mixed key configuration, so only the
+# payment can be of the other family). The success URL is public and anyone who knows an
+# orderId and its amount can present any paymentKey there, so these leave the order payable and
+# go on its timeline only; the rightful shopper's own payment still confirms.
+NOT_THIS_ORDERS_PAYMENT = frozenset(
+    {"NOT_FOUND_PAYMENT", "FORBIDDEN_REQUEST", "INVALID_REQUEST", "INVALID_API_KEY"}
+)
+
+
 @dataclass(frozen=True)
 class ConfirmRequest:
     payment_key: str
@@ -210,6 +222,10 @@ def _refused(order: Order, req: ConfirmRequest, exc: TossError, source: Source) 
         except TossError:
             _to_reconcile(order, source, code)
             raise ServiceError("PAYMENT_PENDING", http_status=409) from None
+        if payment.order_id != order.order_id:
+            # Another order's payment presented with this orderId: nothing of this order.
+            _not_this_orders_payment(order, req, code, source, "a payment of another order")
+            raise ServiceError("NOT_FOUND_PAYMENT", message_for("NOT_FOUND_PAYMENT"), 404)
         apply_payment(order, payment, source)
         if order.status == S.CONFIRMING and payment.status == "ABORTED":
             # Toss refused this confirm as processed and its record of the attempt is ABORTED:
@@ -251,6 +267,10 @@ def _refused(order: Order, req: ConfirmRequest, exc: TossError, source: Source) 
         db.session.commit()
         raise ServiceError("PROVIDER_UNAVAILABLE", http_status=503) from None
 
+    if code in NOT_THIS_ORDERS_PAYMENT:
+        _not_this_orders_payment(order, req, code, source, exc.message)
+        raise ServiceError(code, message_for(code), _api_status(exc.http_status)) from None
+
     payable = code in SHOPPER_RETRYABLE
     transition(
         order,
@@ -267,6 +287,22 @@ def _refused(order: Order, req: ConfirmRequest, exc: TossError, source: Source) 
     db.session.commit()
     logger.info("confirm refused", extra={"order_id": req.order_id, "toss_code": code})
     raise ServiceError(code, message_for(code), _api_status(exc.http_status)) from None
+
+
+def _not_this_orders_payment(
+    order: Order, req: ConfirmRequest, code: str, source: Source, detail: str
+) -> None:
+    """Release the claim of a paymentKey that is no payment of this order: payable again, the
+    refusal on the timeline (not on the order, whose shopper may never have seen it)."""
+    transition(
+        order, S.PENDING, source, payment_key=req.payment_key, code=code,
+        detail=detail[:200], values={"payment_key": None},
+    )  # fmt: skip
+    db.session.commit()
+    logger.warning(
+        "confirm refused: the paymentKey is not this order's payment",
+        extra={"order_id": req.order_id, "toss_code": code},
+    )
 
 
 def _to_reconcile(order: Order, source: Source, code: str | None) -> None:
@@ -290,11 +326,14 @@ def _api_status(toss_status: int | None) -> int:
     return 502
 
 
-def window_failed(order_id: str, code: str) -> Order | None:
+def window_failed(order_id: str, code: str, *, by_owner: bool) -> Order | None:
     """Toss sent the shopper to the fail URL: note it on a payable order's timeline (the order
-    stays payable); the order, or None for an unknown orderId."""
+    stays payable); the order, or None for an unknown orderId.
+
+    Only the order's own session (`by_owner`) leaves a note: the URL is public, and anyone who
+    knows an orderId could otherwise fill its timeline."""
     order = find_order(order_id)
-    if order is not None and order.status == S.PENDING:
+    if by_owner and order is not None and order.status == S.PENDING:
         record(order, "payment_failed", Source.REDIRECT, code=code)
         db.session.commit()
     return order

@@ -8,8 +8,16 @@ from typing import Any
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ..access import can_view, customer_key, order_token
+from ..access import (
+    can_view,
+    customer_key,
+    may_hold_link,
+    order_token,
+    owns_order,
+    pays_in_flight,
+)
 from ..core.errors import ServiceError, message_for
+from ..core.models import Order
 from ..core.orders import find_order
 from ..core.states import OrderStatus, Source
 from .confirm import confirm_payment, parse_confirm_request, window_failed
@@ -17,6 +25,16 @@ from .confirm import confirm_payment, parse_confirm_request, window_failed
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
 
 FAIL_CODE_RE = re.compile(r"^[A-Z0-9_]{1,64}$")
+# Refusals after which the order page says more than the fail page: a payment in flight or done.
+_TO_ORDER = frozenset({"PAYMENT_PENDING", "ORDER_NOT_PAYABLE"})
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    # Order details and the shopper's way back from Toss: never kept by a shared cache or the
+    # browser's history cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/<order_id>")
@@ -39,27 +57,38 @@ def page(order_id: str) -> Response | str:
 
 
 @bp.get("/success")
-def success() -> Response:
+def success() -> Response | tuple[str, int]:
     """Confirm server-side, then redirect (PRG) to the order page.
 
-    A refresh or second tab never confirms twice: the service returns the stored result.
+    A refresh or second tab never confirms twice: the service returns the stored result. The
+    signed link goes only where `access.may_hold_link` allows: this URL is public.
     """
     req = parse_confirm_request(request.args)
     try:
         order = confirm_payment(req, Source.REDIRECT)
     except ServiceError as exc:
-        if exc.code in ("PAYMENT_PENDING", "ORDER_NOT_PAYABLE"):
-            return redirect(_order_url(req.order_id), 303)
         if exc.code in ("INVALID_REQUEST", "ORDER_NOT_FOUND", "AMOUNT_MISMATCH"):
             raise
+        found = find_order(req.order_id) if exc.code in _TO_ORDER else None
+        if found is not None and may_hold_link(found, req.payment_key):
+            return redirect(_order_url(found, req.payment_key), 303)
+        if (
+            found is not None
+            and exc.code == "PAYMENT_PENDING"
+            and pays_in_flight(found, req.payment_key)
+        ):
+            # The payer in another browser than the one that ordered: ask again shortly.
+            return render_template("checkout/pending.html"), 202
         return redirect(url_for("checkout.fail", code=exc.code, orderId=req.order_id), 303)
-    return redirect(_order_url(order.order_id), 303)
+    return redirect(_order_url(order, req.payment_key), 303)
 
 
-def _order_url(order_id: str) -> str:
+def _order_url(order: Order, payment_key: str) -> str:
     # The redirect may land in another browser than the one that ordered (e.g. an app's
-    # webview); the signed link keeps the order page reachable there.
-    return url_for("shop.order", order_id=order_id, t=order_token(order_id))
+    # webview); the signed link keeps the order page reachable there for the payer.
+    if may_hold_link(order, payment_key):
+        return url_for("shop.order", order_id=order.order_id, t=order_token(order.order_id))
+    return url_for("shop.order", order_id=order.order_id)
 
 
 @bp.get("/fail")
@@ -68,7 +97,7 @@ def fail() -> str:
     order_id = request.args.get("orderId", "")
     if not FAIL_CODE_RE.match(code):
         code = "UNKNOWN_ERROR"
-    order = window_failed(order_id, code)
+    order = window_failed(order_id, code, by_owner=owns_order(order_id))
     visible = order is not None and can_view(order)
     return render_template(
         "checkout/fail.html",

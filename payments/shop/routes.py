@@ -76,11 +76,13 @@ def create() -> Response:
 
 
 @bp.get("/orders/<order_id>")
-def order(order_id: str) -> str:
+def order(order_id: str) -> tuple[str, int, dict[str, str]]:
     found = find_order(order_id)
     if found is None or not can_view(found):
         abort(404)
     if found.status == OrderStatus.NEEDS_RECONCILE:
         # The self-refreshing "결제 확인 중" page asks Toss again on each visit.
         settle_by_lookup(found, Source.REDIRECT)
-    return render_template("shop/order.html", order=found, payment=found.payment)
+    page = render_template("shop/order.html", order=found, payment=found.payment)
+    # A shopper's order and payment details: never kept by a shared cache or the back button.
+    return page, 200, {"Cache-Control": "no-store"}
