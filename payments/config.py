@@ -279,6 +279,7 @@ def load_config(
         "RATELIMIT_CONFIRM": env.get("RATELIMIT_CONFIRM", "").strip() or None,
         "RATELIMIT_WEBHOOK": env.get("RATELIMIT_WEBHOOK", "").strip() or None,
         "RATELIMIT_SHOP": env.get("RATELIMIT_SHOP", "").strip() or None,
+        "RATELIMIT_FAIL": env.get("RATELIMIT_FAIL", "").strip() or None,
         "ADMIN_LOGIN_LIMIT": env.get("ADMIN_LOGIN_LIMIT", "").strip() or None,
         "ADMIN_IDLE_MINUTES": _int(env, "ADMIN_IDLE_MINUTES", 30, 1),
         "ADMIN_SESSION_HOURS": _int(env, "ADMIN_SESSION_HOURS", 12, 1),

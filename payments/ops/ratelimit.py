@@ -19,6 +19,8 @@ from flask_limiter.util import get_remote_address
 LIMITS: dict[str, tuple[str, str]] = {
     "api.verify": ("RATELIMIT_CONFIRM", "120 per minute;1200 per hour"),
     "checkout.success": ("RATELIMIT_CONFIRM", "120 per minute;1200 per hour"),
+    # Public: anyone who knows an orderId can call it (only the owner's session writes a row).
+    "checkout.fail": ("RATELIMIT_FAIL", "60 per minute"),
     "hooks.receive": ("RATELIMIT_WEBHOOK", "1200 per minute"),
     "admin.login_submit": ("ADMIN_LOGIN_LIMIT", "5 per minute"),
     "shop.update_cart": ("RATELIMIT_SHOP", "300 per minute"),
