@@ -38,7 +38,9 @@ class Toss:
         return client
 
 
-db = SQLAlchemy(model_class=Base)
+# Bound parameters (paymentKeys, secrets, names) never appear in SQLAlchemy's exception
+# messages or statement logs.
+db = SQLAlchemy(model_class=Base, engine_options={"hide_parameters": True})
 migrate = Migrate()
 csrf = CSRFProtect()
 toss = Toss()

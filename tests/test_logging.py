@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import responses
@@ -14,18 +15,25 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from payments.admin.refunds import request_refund
+from payments.extensions import db
 from payments.ops.logs import _PATTERNS, RedactingFilter, configure_logging, redact
+from payments.sandbox.db import db as sandbox_db
 from payments.toss import RefundAccount
 from payments.webhooks.worker import run_once
 from tests.helpers import (
     CONFIRM_URL,
     SECRET_KEY,
     TOSS,
+    dispose,
+    fixture,
     get_order,
     make_app,
     payment_json,
+    sandbox_app,
     success_url,
 )
 
@@ -142,6 +150,8 @@ def test_production_logs_are_json_lines_with_a_request_id(database_url: str) -> 
         TOSS_CLIENT_KEY="live_gck_" + "prodkey",
         TOSS_SECRET_KEY="live_gsk_" + "prodkey",
         TOSS_SANDBOX="0",
+        PUBLIC_BASE_URL="https://x",
+        TRUSTED_PROXY_COUNT="1",
     )
     stream = io.StringIO()
     handler = configure_logging(app, stream)
@@ -165,3 +175,109 @@ def test_filter_keeps_unformattable_records() -> None:
     record = logging.LogRecord("x", logging.INFO, "x", 1, "%d items", ("nope",), None)
     assert RedactingFilter().filter(record)
     assert record.msg == "%d items"
+
+
+VA_KEY = "tvivaLeakTest20261122Va01"
+VA_SECRET = "ps_LeakTestDepositSecret0001"
+VA_ACCOUNT = "X7712345678901"
+VA_NAME = "박비밀고객"
+
+
+@contextmanager
+def payment_insert_fails(app: Flask) -> Iterator[None]:
+    """Every INSERT into payments fails inside the database: on PostgreSQL a CHECK constraint
+    (whose error carries `DETAIL: Failing row contains (…)`), on SQLite a trigger."""
+    with app.app_context():
+        postgres = db.engine.dialect.name == "postgresql"
+        with db.engine.begin() as conn:
+            if postgres:
+                conn.execute(text("ALTER TABLE payments ADD CONSTRAINT t_refuse CHECK (id < 0)"))
+            else:
+                conn.execute(text(
+                    "CREATE TRIGGER t_refuse BEFORE INSERT ON payments "
+                    "BEGIN SELECT RAISE(ABORT, 'payments refused'); END"
+                ))  # fmt: skip
+    try:
+        yield
+    finally:
+        with app.app_context(), db.engine.begin() as conn:
+            if postgres:
+                conn.execute(text("ALTER TABLE payments DROP CONSTRAINT t_refuse"))
+            else:
+                conn.execute(text("DROP TRIGGER t_refuse"))
+
+
+def test_a_database_fault_after_approval_leaks_no_payment_data(
+    app: Flask,
+    client: FlaskClient,
+    toss: responses.RequestsMock,
+    place_order: Callable[..., str],
+    captured: io.StringIO,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Toss approved a virtual account, then storing the payment failed: the exception the
+    confirmation logs names the row, its parameters and PostgreSQL's DETAIL, none of which may
+    reach a log."""
+    caplog.set_level(logging.DEBUG)
+    order_id = place_order()
+    amount = get_order(app, order_id).amount
+    va = fixture("toss/payment_waiting_for_deposit.json")
+    va["virtualAccount"].update(accountNumber=VA_ACCOUNT, customerName=VA_NAME)
+    body = {**va, "paymentKey": VA_KEY, "orderId": order_id, "secret": VA_SECRET,
+            "totalAmount": amount, "balanceAmount": amount}  # fmt: skip
+    toss.post(CONFIRM_URL, json=body)
+    with payment_insert_fails(app):
+        resp = client.get(success_url(order_id, VA_KEY, amount))
+    assert resp.status_code < 500
+    assert get_order(app, order_id).status == "CONFIRMING"  # reconcile finishes it
+    faults = [r for r in caplog.records if r.getMessage() == "commit after confirm failed"]
+    assert faults, "the database fault was not logged"
+    assert faults[0].exc_info
+
+    texts = [caplog.text, captured.getvalue()]
+    for record in caplog.records:
+        texts += [record.getMessage(), record.exc_text or ""]
+        texts += [repr(v) for k, v in record.__dict__.items() if k not in ("exc_info", "args")]
+    logged = "\n".join(texts)
+    assert "commit after confirm failed" in captured.getvalue()
+    for secret in (VA_KEY, VA_SECRET, VA_ACCOUNT, VA_NAME):
+        assert secret not in logged, f"{secret} leaked into the log"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("{'payment_key': 'tviva123456', 'status': 'DONE'}", "tviva123456"),
+        ("payment_key=tviva123456 status=DONE", "tviva123456"),
+        ('"customerName": "김 토스"', "토스"),
+        ("{'va_customer_name': '김토스', 'secret': 'ps_abc'}", "김토스"),
+        ("{'va_account_number': 'X6505636518308'}", "X6505636518308"),
+        ("holder_name=홍길동&bank=88", "홍길동"),
+        ('card_number: "4330-12**-****-123*"', "4330-12**-****-123*"),
+        (
+            'violates check constraint "x"\nDETAIL:  Failing row contains (7, tviva1, 김토스).',
+            "tviva1",
+        ),
+        ("DETAIL:  Key (payment_key)=(tviva999) already exists.", "tviva999"),
+        ("[parameters: {'pk': 'tviva42', 'name': '김토스'}]", "tviva42"),
+        (json.dumps({"exc": "x\nDETAIL:  Failing row contains (tviva7)."}), "tviva7"),
+    ],
+)
+def test_redact_snake_case_keys_and_row_details(text: str, secret: str) -> None:
+    assert secret not in redact(text)
+
+
+def test_database_errors_carry_no_bound_parameters(database_url: str) -> None:
+    """The shop's and the sandbox's engines hide bound values from their exception messages."""
+    app = sandbox_app(database_url)
+    try:
+        with app.app_context():
+            engines = [db.engine]
+        with app.extensions["sandbox_app"].app_context():
+            engines.append(sandbox_db.engine)
+        for engine in engines:
+            with engine.connect() as conn, pytest.raises(DBAPIError) as caught:
+                conn.execute(text("SELECT * FROM no_such_table WHERE x = :v"), {"v": VA_SECRET})
+            assert VA_SECRET not in str(caught.value)
+    finally:
+        dispose(app)

@@ -1,7 +1,14 @@
-"""Logging: one redaction filter for every handler, JSON lines with a request id in production.
+"""Logging: redaction of every record, JSON lines with a request id in production.
 
 What must never reach a log: Toss secret keys, Authorization headers, card and account numbers,
-webhook `secret`s, and paymentKeys in URLs (the success URL and Toss API paths carry them).
+webhook `secret`s, paymentKeys (in URLs, JSON, or as `payment_key` columns), the virtual
+account's customer name, and the row values a database error carries (PostgreSQL's `DETAIL:
+Failing row contains (…)` / `Key (…)=(…)`, SQLAlchemy's `[parameters: …]`, though the engines
+are also made with `hide_parameters`).
+
+Redaction happens twice: when a record is made (a LogRecord factory, so every handler — ours,
+gunicorn's, a test's — sees the redacted message and traceback), and in our handler's filter,
+which also covers `extra` fields (attached after the factory runs).
 """
 
 from __future__ import annotations
@@ -11,23 +18,48 @@ import logging
 import re
 import secrets
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, g, has_request_context, request
 
 MASK = "[REDACTED]"
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+# The rest of a line; in JSON-encoded text a line ends at an escaped "\n" too.
+_REST_OF_LINE = r"(?:(?!\\n)[^\n])*"
+# Names whose values are secret or personal, camelCase or snake_case, with any prefix
+# (`va_customer_name`, `refundReceiveAccount.accountNumber`): `transactionId` is the
+# paymentKey in Toss's receipt URLs.
+_SECRET_NAMES = (
+    r"\w*(?:payment_?key|secret(?:_?key)?|customer_?name|holder_?name|account_?number"
+    r"|card_?number|transaction_?id)"
+)
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    value = match.group(2)
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match.group(1)}{quote}{MASK}{quote}"
+
+
+Replacement = str | Callable[[re.Match[str]], str]
+_PATTERNS: tuple[tuple[re.Pattern[str], Replacement], ...] = (
+    # Row values in database errors: PostgreSQL's DETAIL line (the failing row, a duplicate
+    # key's value) and SQLAlchemy's bound parameters.
+    (re.compile(r"DETAIL:" + _REST_OF_LINE), "DETAIL: " + MASK),
+    (re.compile(r"Failing row contains" + _REST_OF_LINE), "Failing row contains " + MASK),
+    (re.compile(r"\[parameters: " + _REST_OF_LINE), "[parameters: " + MASK + "]"),
     # Toss keys of either family and mode.
     (re.compile(r"\b(?:test|live)_(?:gsk|sk|gck|ck)_[A-Za-z0-9_]+"), MASK),
     # Authorization header values (Basic/Bearer tokens).
     (re.compile(r"(?i)\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{8,}"), r"\1 " + MASK),
-    # paymentKey / secret / account numbers as query parameters or JSON fields.
+    # Secret fields as query parameters, JSON or Python reprs, form fields, key=value text: a
+    # quoted value up to its closing quote (names have spaces), else up to a separator.
     (
         re.compile(
-            r"(?i)([\"']?(?:paymentKey|secret|accountNumber|account_number|cardNumber)"
-            r"[\"']?\s*[=:]\s*[\"']?)[^\"'&\s,}]+"
+            r"(?i)([\"']?\b" + _SECRET_NAMES + r"[\"']?\s*[=:]\s*)"
+            r"(\"[^\"\n]*\"?|'[^'\n]*'?|[^\"'&\s,;)}\]]+)"
         ),
-        r"\1" + MASK,
+        _mask_value,
     ),
     # paymentKeys in Toss API paths: /v1/payments/<key>[/cancel] (not /confirm or /orders).
     (re.compile(r"(/v1/payments/)(?!confirm\b|orders\b)[A-Za-z0-9_\-.:]{6,}"), r"\1" + MASK),
@@ -48,16 +80,25 @@ def redact(text: str) -> str:
     return text
 
 
+def _redact_message(record: logging.LogRecord) -> None:
+    """The message (formatted with its args) and the traceback, redacted in place."""
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 — a bad format string must not lose the record
+        message = str(record.msg)
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites the message and every string extra field before any handler formats it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 — a bad format string must not lose the record
-            message = str(record.msg)
-        record.msg = redact(message)
-        record.args = None
+        _redact_message(record)
         for key, value in list(record.__dict__.items()):
             if key in _STANDARD or key.startswith("_"):
                 continue
@@ -65,11 +106,22 @@ class RedactingFilter(logging.Filter):
                 record.__dict__[key] = redact(value)
             elif isinstance(value, dict | list | tuple):
                 record.__dict__[key] = json.loads(redact(json.dumps(value, default=str)))
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-        elif record.exc_text:
-            record.exc_text = redact(record.exc_text)
         return True
+
+
+def install_record_redaction() -> None:
+    """Redact each record's message and traceback as it is made (once per process)."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "_shop_redacting", False):
+        return
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        _redact_message(record)
+        return record
+
+    redacting_factory._shop_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting_factory)
 
 
 class RequestIdFilter(logging.Filter):
@@ -108,6 +160,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
 def configure_logging(app: Flask, stream: Any = None) -> logging.Handler:
     """Install the app's handler on the root logger (replacing an earlier one of ours)."""
+    install_record_redaction()
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_shop_handler", False)]:
         root.removeHandler(old)

@@ -28,7 +28,8 @@ class SandboxBase(DeclarativeBase):
     )
 
 
-db = SQLAlchemy(model_class=SandboxBase)
+# Bound parameters (payment keys, secrets, names) never appear in exception messages or logs.
+db = SQLAlchemy(model_class=SandboxBase, engine_options={"hide_parameters": True})
 
 
 def utcnow() -> datetime:
