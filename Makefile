@@ -26,6 +26,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-chromium
+	scripts/ensure-nginx
 	scripts/ensure-sdk-types
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
