@@ -28,7 +28,7 @@ from werkzeug.test import TestResponse
 
 import payments.webhooks.inbox
 import payments.webhooks.worker as webhooks
-from payments.core.clock import utcnow
+from payments.core.clock import KST, utcnow
 from payments.core.models import Order, Payment, Refund, WebhookEvent
 from payments.core.states import RefundStatus
 from payments.extensions import db
@@ -256,8 +256,14 @@ def issue_virtual_account(app: Flask, toss: responses.RequestsMock, order: Order
     confirm(app, toss, order, va_payment(order.order_id, order.amount), "AWAITING_DEPOSIT")
 
 
+SIGNED_AT = datetime.fromisoformat(TRANSMISSION_TIME)
+
+
 @pytest.fixture
-def signed_app(database_url: str) -> Iterator[Flask]:
+def signed_app(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """A shop with a webhook security key, whose inbox clock reads a few seconds after
+    TRANSMISSION_TIME (a signed event must be fresh)."""
+    monkeypatch.setattr(payments.webhooks.inbox, "utcnow", lambda: SIGNED_AT + timedelta(seconds=3))
     app = make_app(database_url, TOSS_WEBHOOK_SECURITY_KEY=SECURITY_KEY)
     yield app
     dispose(app)
@@ -854,6 +860,193 @@ def test_signed_event_without_a_valid_signature_is_refused_and_not_stored(
     assert any("security" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    ("sent", "accepted"),
+    [
+        (SIGNED_AT - timedelta(minutes=4, seconds=59), True),
+        (SIGNED_AT + timedelta(minutes=4, seconds=59), True),
+        (SIGNED_AT - timedelta(minutes=5, seconds=1), False),
+        (SIGNED_AT - timedelta(days=30), False),
+        (SIGNED_AT + timedelta(minutes=5, seconds=1), False),
+    ],
+    ids=["4m59s-old", "4m59s-ahead", "5m01s-old", "a-month-old", "5m01s-ahead"],
+)
+def test_signed_event_transmitted_more_than_five_minutes_from_now_is_refused(
+    signed_app: Flask,
+    toss: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+    sent: datetime,
+    accepted: bool,
+) -> None:
+    """A captured signed event cannot be replayed later: the signature covers the time."""
+    monkeypatch.setattr(payments.webhooks.inbox, "utcnow", lambda: SIGNED_AT)
+    raw = signed_body("payout.changed")
+    when = sent.astimezone(KST).isoformat()
+    headers = {
+        **toss_headers("whtrans_signed_window"),
+        "tosspayments-webhook-transmission-time": when,
+        "tosspayments-webhook-signature": sign(raw, when),
+    }
+
+    resp = post(signed_app.test_client(), raw, headers)
+
+    if accepted:
+        assert resp.status_code == 200
+        assert len(events(signed_app)) == 1
+    else:
+        assert resp.status_code == 401
+        assert resp.get_json()["code"] == "STALE_TRANSMISSION"
+        assert set(resp.get_json()) == {"code", "message"}
+        assert events(signed_app) == []
+    assert len(toss.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "2026-11-22 12:19:21",
+        "2026-11-22T12:19:21",
+        "1795317561",
+        "Sun, 22 Nov 2026 03:19:21 GMT",
+        "2026-11-22T25:19:21+09:00",
+        "yesterday",
+    ],
+)
+def test_signed_event_with_an_unreadable_transmission_time_is_refused(
+    signed_app: Flask, toss: responses.RequestsMock, when: str
+) -> None:
+    """Toss sends ISO 8601 with an offset (2024-09-05T12:19:21+09:00); anything else, even
+    validly signed, names no instant and is refused."""
+    raw = signed_body("seller.changed")
+    headers = {
+        **toss_headers("whtrans_signed_unreadable"),
+        "tosspayments-webhook-transmission-time": when,
+        "tosspayments-webhook-signature": sign(raw, when),
+    }
+
+    resp = post(signed_app.test_client(), raw, headers)
+
+    assert 400 <= resp.status_code < 500
+    assert set(resp.get_json()) == {"code", "message"}
+    assert events(signed_app) == []
+    assert len(toss.calls) == 0
+
+
+# -- bodies no text column can hold ---------------------------------------------------------
+
+
+def with_field(raw: bytes, path: str, value: Any) -> bytes:
+    """`raw` with the field at the dotted `path` set to `value`, ASCII-escaped as JSON allows
+    (\\u0000, \\ud800)."""
+    body = json.loads(raw)
+    *parents, last = path.split(".")
+    target = body
+    for name in parents:
+        target = target[name]
+    target[last] = value
+    return json.dumps(body, ensure_ascii=True).encode()
+
+
+UNSTORABLE = {"nul": "ord\u0000er", "lone-high": "\ud800", "lone-low": "ab\udfffcd"}
+
+
+@pytest.mark.parametrize("value", list(UNSTORABLE.values()), ids=list(UNSTORABLE))
+@pytest.mark.parametrize(
+    ("shape", "path"),
+    [
+        ("status", "eventType"),
+        ("status", "data.orderId"),
+        ("status", "data.paymentKey"),
+        ("status", "data.status"),
+        ("status", "data.method"),
+        ("status", "data.card.issuerCode"),
+        ("deposit", "secret"),
+        ("deposit", "status"),
+        ("deposit", "orderId"),
+        ("deposit", "transactionKey"),
+        ("cancel", "data.transactionKey"),
+    ],
+)
+def test_nul_or_lone_surrogate_in_any_webhook_field_gets_400(
+    app: Flask,
+    client: FlaskClient,
+    toss: responses.RequestsMock,
+    order: Order,
+    shape: str,
+    path: str,
+    value: str,
+) -> None:
+    raw = {
+        "status": status_changed(order.order_id, order.amount, CARD_PK),
+        "deposit": deposit_callback(order.order_id, VA_SECRET),
+        "cancel": cancel_status_changed({"transactionKey": "txrd_0001", "cancelStatus": "DONE"}),
+    }[shape]
+
+    resp = post(client, with_field(raw, path, value))
+
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["code"] == "INVALID_REQUEST"
+    assert set(resp.get_json()) == {"code", "message"}
+    assert events(app) == []
+    assert work(app) == 0
+    assert len(toss.calls) == 0
+
+
+@pytest.mark.parametrize("value", list(UNSTORABLE.values()), ids=list(UNSTORABLE))
+def test_nul_or_lone_surrogate_in_a_key_or_a_list_gets_400(
+    app: Flask, client: FlaskClient, order: Order, value: str
+) -> None:
+    raw = status_changed(order.order_id, order.amount, CARD_PK)
+    for bad in (
+        with_field(raw, "data.extra", {value: 1}),
+        with_field(raw, "data.extra", [[{"deep": ["ok", value]}]]),
+    ):
+        resp = post(client, bad)
+
+        assert resp.status_code == 400, resp.get_data(as_text=True)
+        assert set(resp.get_json()) == {"code", "message"}
+    assert events(app) == []
+
+
+def test_characters_that_are_storable_are_kept(
+    app: Flask, client: FlaskClient, order: Order
+) -> None:
+    """A surrogate pair is one character (😀), and Korean text is ordinary: both are stored."""
+    raw = with_field(
+        status_changed(order.order_id, order.amount, CARD_PK), "data.orderName", "주문 \ud83d\ude00"
+    )
+
+    assert post(client, raw).status_code == 200
+    (event,) = events(app)
+    assert json.loads(event.body or "")["data"]["orderName"] == "주문 😀"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "tosspayments-webhook-transmission-id",
+        "tosspayments-webhook-transmission-time",
+        "tosspayments-webhook-transmission-retried-count",
+    ],
+)
+@pytest.mark.parametrize("value", ["a\x7fb", "\u00b2", "\u00e9t\u00e9", "1\u00b9"])
+def test_odd_transmission_headers_are_dropped_not_a_500(
+    app: Flask, client: FlaskClient, order: Order, header: str, value: str
+) -> None:
+    raw = status_changed(order.order_id, order.amount, CARD_PK)
+
+    resp = post(client, raw, {**toss_headers(), header: value})
+
+    assert resp.status_code == 200
+    (event,) = events(app)
+    stored = {
+        "tosspayments-webhook-transmission-id": event.transmission_id,
+        "tosspayments-webhook-transmission-time": event.transmission_time,
+        "tosspayments-webhook-transmission-retried-count": event.retried_count,
+    }[header]
+    assert stored in (None, 0)
+
+
 # -- the worker: retries, parking, replay, leases -------------------------------------------
 
 
@@ -1079,14 +1272,15 @@ def test_claim_leases_for_the_configured_time(
 
 
 def test_two_workers_at_once_process_every_event_exactly_once(
-    app: Flask, client: FlaskClient, toss: responses.RequestsMock
+    app: Flask, client: FlaskClient, toss: responses.RequestsMock, order: Order
 ) -> None:
     keys = [f"tgen_shared_{i:012d}" for i in range(8)]
     for i, key in enumerate(keys):
+        # Each names our order (so Toss is asked), and Toss says another shop's order.
         toss_says(toss, by_key(key), payment_json(f"another-shops-order-{i}", 5_000, key))
         post(
             client,
-            status_changed(f"another-shops-order-{i}", 5_000, key),
+            status_changed(order.order_id, 5_000, key),
             toss_headers(f"whtrans_shared_{i}"),
         )
 

@@ -14,19 +14,36 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from ..checkout.settle import NOT_FOUND_CODES, apply_payment
 from ..core import metrics
 from ..core.clock import utcnow
-from ..core.models import WebhookEvent
-from ..core.orders import PAYMENT_KEY_RE, find_order, find_order_by_transaction_key
+from ..core.models import (
+    LANE_NOT_OURS,
+    LANE_OUR_ORDER,
+    LANE_OWN_PAYMENT,
+    Order,
+    Payment,
+    WebhookEvent,
+)
+from ..core.orders import ORDER_ID_RE, PAYMENT_KEY_RE, find_order, find_order_by_transaction_key
 from ..core.states import Source, WebhookStatus
 from ..extensions import db, toss
 from ..toss import Payment as TossPayment
@@ -37,6 +54,18 @@ logger = logging.getLogger(__name__)
 # Backoff between processing attempts (seconds); after the last one the event parks as FAILED.
 RETRY_DELAYS = (10, 60, 300, 1800, 7200)
 W = WebhookStatus
+# Kinds whose processing is "look the payment up by its key, apply Toss's answer": one lookup
+# answers for every such event of that payment received before it was made.
+COALESCED_KINDS = ("PAYMENT_STATUS_CHANGED", "CANCEL_STATUS_CHANGED")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A Toss lookup of one payment; every event up to `horizon` (the newest id when Toss was
+    asked) was received before Toss answered, so that answer settles it too."""
+
+    payment_key: str
+    horizon: int
 
 
 @dataclass(frozen=True)
@@ -46,15 +75,78 @@ class Verdict:
     result: str
     order_id: str | None = None
     payment_key: str | None = None
+    settled: Lookup | None = None
 
 
 class Outcome(Exception):
     """A final verdict on an event that is not DONE (ignored or rejected)."""
 
-    def __init__(self, status: WebhookStatus, result: str) -> None:
+    def __init__(self, status: WebhookStatus, result: str, settled: Lookup | None = None) -> None:
         super().__init__(result)
         self.status = status
         self.result = result
+        self.settled = settled
+
+
+def lane_of(kind: str, body: Mapping[str, Any]) -> int:
+    """How much an event concerns this shop, from what its body names (one indexed query).
+
+    Only a priority: the worker still asks Toss (or checks the stored secret) before anything
+    changes. LANE_NOT_OURS means no order of ours could be affected, so no lookup is needed.
+    """
+    if kind == "DEPOSIT_CALLBACK":
+        order = find_order(body.get("orderId"))
+        if order is None:
+            return LANE_NOT_OURS
+        expected = order.payment.secret if order.payment else None
+        given = body.get("secret")
+        if expected and isinstance(given, str) and _same(given, expected):
+            return LANE_OWN_PAYMENT
+        return LANE_OUR_ORDER
+    if kind not in COALESCED_KINDS:
+        return LANE_NOT_OURS
+    data = body.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    order_id, payment_key = data.get("orderId"), data.get("paymentKey")
+    order_id = order_id if isinstance(order_id, str) and ORDER_ID_RE.match(order_id) else None
+    if not (isinstance(payment_key, str) and PAYMENT_KEY_RE.match(payment_key)):
+        payment_key = None
+    if kind == "CANCEL_STATUS_CHANGED" and payment_key is None:
+        # Traced by its transactionKey in the worker (without asking Toss when unknown).
+        return LANE_OUR_ORDER
+    return _payment_lane(order_id, payment_key)
+
+
+def _payment_lane(order_id: str | None, payment_key: str | None) -> int:
+    """Own payment: the order named and the payment it is paying with (in flight or stored).
+    Our order: the order is ours (another window's payment carries our orderId, with a key we
+    may never have seen), or the key is a stored payment of ours. Else nothing of ours."""
+    own = literal_column(str(LANE_OWN_PAYMENT), Integer)
+    ours = literal_column(str(LANE_OUR_ORDER), Integer)
+    branches = []
+    if order_id is not None:
+        lane: ColumnElement[int] = ours
+        if payment_key is not None:
+            mine = or_(Order.payment_key == payment_key, Payment.payment_key == payment_key)
+            lane = case((mine, own), else_=ours)
+        branches.append(
+            select(lane.label("lane"))
+            .select_from(Order)
+            .outerjoin(Payment, Payment.order_pk == Order.id)
+            .where(Order.order_id == order_id)
+        )
+    if payment_key is not None:
+        branches.append(select(ours.label("lane")).where(Payment.payment_key == payment_key))
+    if not branches:
+        return LANE_NOT_OURS
+    lanes = db.session.scalars(union_all(*branches)).all()
+    return min((int(lane) for lane in lanes), default=LANE_NOT_OURS)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def claim(worker_id: str, limit: int = 10, now: datetime | None = None) -> list[int]:
@@ -62,7 +154,8 @@ def claim(worker_id: str, limit: int = 10, now: datetime | None = None) -> list[
 
     FOR UPDATE SKIP LOCKED lets workers on many machines share the inbox on PostgreSQL; the
     conditional UPDATE decides any remaining race (and is all SQLite needs, having one writer).
-    An event whose lease expired (its worker died) is due again.
+    An event whose lease expired (its worker died) is due again. Events about this shop's own
+    payments are taken first, so a flood naming nothing of ours never delays them.
     """
     now = now or utcnow()
     lease = timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"])
@@ -74,7 +167,8 @@ def claim(worker_id: str, limit: int = 10, now: datetime | None = None) -> list[
         db.session.scalars(
             select(WebhookEvent.id)
             .where(due)
-            .order_by(WebhookEvent.id)
+            # Lane by lane (an event about our own payment first), oldest first within one.
+            .order_by(WebhookEvent.lane, WebhookEvent.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -111,7 +205,7 @@ def process(event_id: int, worker_id: str) -> str:
         verdict = handler(event_id, kind, json.loads(body or "{}"))
         status = W.DONE
     except Outcome as refused:
-        status, verdict = refused.status, Verdict(refused.result)
+        status, verdict = refused.status, Verdict(refused.result, settled=refused.settled)
     except Exception as exc:  # noqa: BLE001 — any failure is retried, then parked
         db.session.rollback()
         return _retry_later(event_id, worker_id, exc)
@@ -131,9 +225,51 @@ def process(event_id: int, worker_id: str) -> str:
         db.session.rollback()
         logger.warning("webhook lease lost; result discarded", extra={"event_id": event_id})
         return "LOST"
+    coalesced = _coalesce(verdict.settled, event_id, worker_id, status) if verdict.settled else []
     db.session.commit()
     _observe(kind, status, received_at)
+    for other_kind in coalesced:
+        metrics.WEBHOOKS_PROCESSED.labels(metrics.kind_label(other_kind), status).inc()
     return status
+
+
+def _coalesce(settled: Lookup, event_id: int, worker_id: str, status: WebhookStatus) -> list[str]:
+    """Close every other event of the looked-up payment received before Toss was asked: the
+    answer just applied already says what each would have learnt. Events pending, or leased to
+    this worker and not yet processed; rows another worker is claiming are skipped, not waited
+    for. Returns the kinds closed."""
+    settles = (
+        (WebhookEvent.payment_key == settled.payment_key)
+        & WebhookEvent.kind.in_(COALESCED_KINDS)
+        & (WebhookEvent.id != event_id)
+        & (WebhookEvent.id <= settled.horizon)
+        & or_(
+            WebhookEvent.status == W.PENDING,
+            (WebhookEvent.status == W.PROCESSING) & (WebhookEvent.locked_by == worker_id),
+        )
+    )
+    rows = db.session.execute(
+        select(WebhookEvent.id, WebhookEvent.kind)
+        .where(settles)
+        .order_by(WebhookEvent.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return []
+    db.session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id.in_([row.id for row in rows]), settles)
+        .values(
+            status=status,
+            result=f"coalesced into #{event_id}",
+            processed_at=utcnow(),
+            locked_by=None,
+            locked_until=None,
+            last_error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return [row.kind for row in rows]
 
 
 def _observe(kind: str, status: str, received_at: datetime) -> None:
@@ -193,18 +329,29 @@ def _payment_status_changed(event_id: int, kind: str, body: dict[str, Any]) -> V
     payment_key = data.get("paymentKey") if isinstance(data, dict) else None
     if not isinstance(payment_key, str) or not PAYMENT_KEY_RE.match(payment_key):
         raise Outcome(W.REJECTED, "no usable paymentKey")
+    if lane_of(kind, body) == LANE_NOT_OURS:
+        # Neither the orderId nor the paymentKey is ours: whatever Toss would answer, no order
+        # of ours could move, so Toss is not asked.
+        raise Outcome(W.IGNORED, "names no order of ours; Toss not asked")
     return _recheck(payment_key)
 
 
 def _recheck(payment_key: str) -> Verdict:
+    """Toss's record of the payment, applied; the lookup also settles the payment's older
+    pending events (see `_coalesce`)."""
+    asked = Lookup(payment_key, db.session.scalar(select(func.max(WebhookEvent.id))) or 0)
     try:
         payment = toss.client.get_payment(payment_key)
     except TossError as exc:
         if exc.code in NOT_FOUND_CODES:
             logger.warning("security: webhook names a payment Toss does not know")
-            raise Outcome(W.REJECTED, f"Toss: {exc.code}") from None
+            raise Outcome(W.REJECTED, f"Toss: {exc.code}", asked) from None
         raise
-    return _apply(payment)
+    try:
+        return replace(_apply(payment), settled=asked)
+    except Outcome as outcome:
+        outcome.settled = asked
+        raise
 
 
 def _cancel_status_changed(event_id: int, kind: str, body: dict[str, Any]) -> Verdict:
@@ -217,7 +364,11 @@ def _cancel_status_changed(event_id: int, kind: str, body: dict[str, Any]) -> Ve
     data = body.get("data")
     data = data if isinstance(data, dict) else {}
     payment_key = data.get("paymentKey")
-    if isinstance(payment_key, str) and PAYMENT_KEY_RE.match(payment_key):
+    if (
+        isinstance(payment_key, str)
+        and PAYMENT_KEY_RE.match(payment_key)
+        and lane_of(kind, body) != LANE_NOT_OURS
+    ):
         return _recheck(payment_key)  # not in Toss's Cancel object, but usable when present
     transaction_key = data.get("transactionKey")
     order = find_order_by_transaction_key(transaction_key)
