@@ -1207,3 +1207,44 @@ def test_confirm_outcome_classification() -> None:
     assert outcome("transition", "CONFIRMING", "NEEDS_RECONCILE", "TIMEOUT") is None
     assert outcome("transition", "AWAITING_DEPOSIT", "PAID", None) is None
     assert outcome("amount_mismatch", "PENDING", "PENDING", "AMOUNT_MISMATCH") is None
+
+
+# -- bad input from an operator ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/admin/orders\r\nSet-Cookie: x=1", "/admin/\nLocation: https://evil.example", "/admin/\x00"],
+)
+def test_login_next_with_control_characters_goes_home(app: Flask, target: str) -> None:
+    """CR/LF in `next` would split the Location header (werkzeug refuses with a 500)."""
+    resp = login(app.test_client(), next=target)
+    assert resp.status_code in (303, 400)
+    if resp.status_code == 303:
+        assert resp.headers["Location"] == "/admin/"
+    page = app.test_client().get("/admin/login", query_string={"next": "/admin/\r\nX: y"})
+    assert page.status_code == 200
+    assert "X: y" not in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("q", ["\x00", "abc\x00def", "\x00" * 50])
+def test_order_search_with_a_nul_is_400_with_a_message(operator: FlaskClient, q: str) -> None:
+    """PostgreSQL refuses NUL in text: the search is refused before it reaches the database."""
+    resp = operator.get("/admin/orders", query_string={"q": q})
+    assert resp.status_code == 400
+    page = resp.get_data(as_text=True)
+    assert "INVALID_REQUEST" in page
+    assert "사용할 수 없는 문자" in page
+
+
+@pytest.mark.parametrize("event_id", [2**31, 2**32 + 1, 2**63, 10**30])
+def test_replay_of_an_id_beyond_32_bits_is_404(
+    app: Flask, operator: FlaskClient, event_id: int
+) -> None:
+    failed = add_webhook(app, status="FAILED", attempts=6)
+    resp = operator.post(f"/admin/webhooks/{event_id}/replay")
+    assert resp.status_code == 404
+    assert "찾을 수 없습니다" in resp.get_data(as_text=True)
+    assert webhook(app, failed).status == "FAILED"
+    # The largest 32-bit id is still a route (no such event: nothing to replay).
+    assert operator.post(f"/admin/webhooks/{2**31 - 1}/replay").status_code == 303

@@ -155,7 +155,6 @@ def test_success_redirect_rejects_bad_query(
     [
         "/checkout/nope",
         "/checkout/" + "x" * 300,
-        "/checkout/%00%01",
         "/orders/nope",
         "/orders/" + "a" * 64,
         "/orders/..%2f..%2fetc",
@@ -201,3 +200,104 @@ def test_wrong_methods_are_405_not_500(client: FlaskClient) -> None:
         resp = client.open(path, method=method)
         assert resp.status_code == 405, (method, path)
         assert "허용되지 않는" in resp.get_data(as_text=True)
+
+
+# -- text no database can hold, JSON no parser can follow ----------------------------------------
+
+DEEP = ["[" * 5000, "[" * 60_000, '{"a":' * 5000, '{"paymentKey": ' + "[" * 20_000]
+
+
+@pytest.mark.parametrize("path", ["/api/payment/verify", "/api/payment/confirm"])
+@pytest.mark.parametrize("body", DEEP, ids=["list5k", "list60k", "dict5k", "field20k"])
+def test_deeply_nested_json_is_400_not_a_recursion_error(
+    app: Flask,
+    client: FlaskClient,
+    toss: responses.RequestsMock,
+    order: tuple[str, int],
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    body: str,
+) -> None:
+    order_id, _amount = order
+    before = snapshot(app, order_id)
+    resp = client.post(path, data=body, content_type="application/json")
+    assert resp.status_code == 400
+    assert resp.get_json()["code"] == "INVALID_REQUEST"
+    assert resp.get_json()["message"]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert len(toss.calls) == 0
+    assert snapshot(app, order_id) == before
+
+
+NUL_PATHS = [
+    "/api/payment/a%00b",
+    "/api/payment/tviva20261122%00abcdefgh",
+    "/checkout/a%00b",
+    "/checkout/order%00abcdefghijk",
+    "/orders/a%00b",
+    "/orders/order%00abcdefghijklm",
+    "/checkout/success?paymentType=NORMAL&orderId=abcdef%00ghijk&paymentKey=tpk%00&amount=1000",
+    "/checkout/fail?code=PAY_PROCESS_CANCELED&orderId=abcdefghijk%00lmn",
+    "/?q=%00",
+    "/cart?x%00=1",
+]
+
+
+@pytest.mark.parametrize("path", NUL_PATHS)
+def test_a_nul_in_the_path_or_query_is_400_with_a_message(
+    client: FlaskClient, toss: responses.RequestsMock, path: str
+) -> None:
+    """PostgreSQL cannot store or even compare text with a NUL: refused before any view."""
+    resp = client.get(path)
+    assert resp.status_code == 400, resp.get_data(as_text=True)[:300]
+    if path.startswith("/api/"):
+        assert resp.get_json()["code"] == "INVALID_REQUEST"
+        assert "NUL" in resp.get_json()["message"]
+    else:
+        page = resp.get_data(as_text=True)
+        assert "INVALID_REQUEST" in page
+        assert "사용할 수 없는 문자" in page
+    assert len(toss.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"action": "add", "product_id": "1\x00", "quantity": "1"},
+        {"action": "add", "product_id": "1", "quantity": "1", "note\x00": "x"},
+    ],
+)
+def test_a_nul_in_a_form_is_400(app: Flask, client: FlaskClient, form: dict[str, str]) -> None:
+    resp = client.post("/cart", data=form)
+    assert resp.status_code == 400
+    assert "사용할 수 없는 문자" in resp.get_data(as_text=True)
+    resp = client.post("/orders", data=form)
+    assert resp.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["action=add%ED%A0%80&product_id=1&quantity=1", "action=add&product_id=%ED%B0%80&quantity=1"],
+)
+def test_a_surrogate_encoded_in_a_form_is_a_4xx(client: FlaskClient, raw: str) -> None:
+    """A lone surrogate cannot travel as UTF-8; its bytes (CESU-8) decode as U+FFFD."""
+    resp = client.post("/cart", data=raw, content_type="application/x-www-form-urlencoded")
+    assert 400 <= resp.status_code < 500
+
+
+def test_unknown_path_with_a_nul_stays_404(client: FlaskClient) -> None:
+    assert client.get("/no/such/%00page").status_code == 404
+
+
+def test_a_form_checked_for_nul_still_reaches_a_view_reading_raw_bytes(
+    client: FlaskClient,
+) -> None:
+    """The guard parses form bodies through the request's cache: the webhook endpoint, which
+    reads the raw body, sees the same bytes (and refuses a non-JSON body as before)."""
+    resp = client.post(
+        "/api/payment/webhook",
+        data="eventType=PAYMENT_STATUS_CHANGED",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert 400 <= resp.status_code < 500
+    assert resp.get_json()["code"]

@@ -94,8 +94,11 @@ def _too_many(exc: TooManyRequests) -> tuple[str, int]:
 
 
 def _safe_next(target: str | None) -> str | None:
-    """Only a path inside the console: never an open redirect."""
+    """Only a path inside the console: never an open redirect, never a control character
+    (CR/LF would split the Location header)."""
     if not target or not target.startswith("/admin") or "\\" in target or "//" in target:
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
         return None
     return target[:500]
 
@@ -238,7 +241,8 @@ def _back_to_inbox() -> Response:
     return redirect(url_for(".webhook_inbox", status=keep), 303)
 
 
-@bp.post("/webhooks/<int:event_id>/replay")
+# Event ids are 32-bit integers: a larger number names no event (404, not a database error).
+@bp.post("/webhooks/<int(max=2147483647):event_id>/replay")
 def replay(event_id: int) -> Response:
     if replay_webhooks(event_id=event_id):
         logger.info("webhook replay queued by operator", extra={"event_id": event_id})
