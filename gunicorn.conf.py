@@ -3,20 +3,29 @@
 Workers: gthread keeps a worker responsive while one thread waits up to TOSS_READ_TIMEOUT on
 Toss; override with WEB_CONCURRENCY / GUNICORN_THREADS / GUNICORN_BIND (4 x 4 suits 2 cores:
 scale WEB_CONCURRENCY with the cores).
+
+Before any worker starts, the master loads the app's configuration (payments/config.py, the one
+place that refuses unsafe settings) told the real worker count: a refusal, e.g. several workers
+in production without shared rate-limit storage, or no SECRET_KEY, prints one line and gunicorn
+exits 1.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
+from types import ModuleType
 from typing import Any
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # gthread: a thread waiting on Toss (up to TOSS_READ_TIMEOUT) blocks only itself, where a sync
 # worker would serve nothing else meanwhile. Several processes spread keep-alive connections
 # (each stays with the worker that accepted it). docs/benchmarks.md compares the models.
-workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+workers = int(os.environ.get("WEB_CONCURRENCY") or "4")
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # A confirmation may wait on Toss for the read timeout and its retries; never cut it off.
@@ -37,6 +46,24 @@ def on_starting(server: Any) -> None:
     # Stale files from an earlier run would be summed into this one's counters.
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+    # The workers inherit this: their config sees how many processes count rate limits
+    # (`-w` on the command line beats WEB_CONCURRENCY).
+    os.environ["WEB_CONCURRENCY"] = str(server.cfg.workers)
+    # A ConfigError is a RuntimeError: gunicorn prints "Error: <message>" and exits 1.
+    _shop_config().load_config(instance_path=os.path.join(ROOT, "instance"), server="gunicorn")
+
+
+def _shop_config() -> ModuleType:
+    """payments/config.py alone: importing the package would load the whole app into the
+    master, before it forks the workers (the app is imported in each worker)."""
+    spec = importlib.util.spec_from_file_location(
+        "shop_config", os.path.join(ROOT, "payments", "config.py")
+    )
+    if spec is None or spec.loader is None:
+        raise RuntimeError("payments/config.py is missing beside gunicorn.conf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def child_exit(server: Any, worker: Any) -> None:

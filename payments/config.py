@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
@@ -22,6 +23,8 @@ SANDBOX_CLIENT_KEY = "test_gck_sandbox"
 SANDBOX_SECRET_KEY = "test_gsk_sandbox"
 
 ENVS = ("development", "testing", "production")
+# The proxy configuration production runs behind (buffers slow clients, sets X-Forwarded-*).
+NGINX_DOC = "docs/deploy/nginx.conf"
 
 
 class _ReadEnv(dict[str, str]):
@@ -144,6 +147,24 @@ def check_toss_keys(client_key: str, secret_key: str) -> None:
         )
 
 
+def is_real_toss(url: str) -> bool:
+    """True for an URL on Toss's own hosts (tosspayments.com and its subdomains)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "tosspayments.com" or host.endswith(".tosspayments.com")
+
+
+def unshared_rate_limits(workers: int, storage_uri: str) -> str | None:
+    """Why the rate limits would not hold, or None: several processes that each count in
+    memory let a client through once per process (5 logins a minute become 20 with 4 workers)."""
+    if workers <= 1 or not storage_uri.startswith("memory://"):
+        return None
+    return (
+        f"WEB_CONCURRENCY={workers} runs several worker processes but the rate limits are "
+        "counted in memory, by each worker alone: set REDIS_URL (or RATELIMIT_STORAGE_URI) to a "
+        "shared store, e.g. redis://127.0.0.1:6379/0"
+    )
+
+
 def variables_read() -> set[str]:
     """Every environment variable the config consults (for docs and the .env.example test)."""
     env = _ReadEnv({})
@@ -157,8 +178,14 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     instance_path: str = "instance",
+    *,
+    server: str | None = None,
 ) -> dict[str, Any]:
-    """Build the app config: defaults, then the environment, then `overrides`; validate it."""
+    """Build the app config: defaults, then the environment, then `overrides`; validate it.
+
+    `server` names a multi-process server about to fork workers from this configuration
+    (gunicorn.conf.py passes "gunicorn"): those need one SECRET_KEY between them.
+    """
     if environ is None:
         load_dotenv(override=False)
         environ = os.environ
@@ -181,6 +208,13 @@ def load_config(
     if not secret_key:
         if production:
             raise ConfigError("SECRET_KEY is required when APP_ENV=production")
+        if server:
+            # Each worker would mint a key of its own: sessions and CSRF tokens signed by one
+            # worker fail on the next. Flask's one-process dev server may still make one up.
+            raise ConfigError(
+                f"SECRET_KEY is required under {server}: its worker processes must share one "
+                "key, else sessions and CSRF tokens fail at random (set a long random value)"
+            )
         secret_key = secrets.token_urlsafe(32)
     elif production and len(secret_key) < 16:
         raise ConfigError("SECRET_KEY is too short for production (use at least 16 characters)")
@@ -208,6 +242,12 @@ def load_config(
             raise ConfigError(
                 "TOSS_SANDBOX is on but TOSS_CLIENT_KEY/TOSS_SECRET_KEY are live keys"
             )
+        if not production and mode == "live":
+            # Live keys move real money: never from a laptop's or a test run's configuration.
+            raise ConfigError(
+                f"TOSS_CLIENT_KEY/TOSS_SECRET_KEY are live keys but APP_ENV={app_env}: live keys "
+                "are accepted only with APP_ENV=production"
+            )
     elif not sandbox:
         raise ConfigError(
             "TOSS_CLIENT_KEY and TOSS_SECRET_KEY are required when the sandbox is off"
@@ -217,6 +257,13 @@ def load_config(
         client_key, toss_secret = SANDBOX_CLIENT_KEY, SANDBOX_SECRET_KEY
 
     api_base = env.get("TOSS_API_BASE", "").strip().rstrip("/")
+    if sandbox and api_base and is_real_toss(api_base):
+        # The sandbox's keys (or a developer's test keys) would go to the real Toss and every
+        # checkout would fail there, with no internet or with keys Toss does not know.
+        raise ConfigError(
+            f"TOSS_API_BASE points at the real Toss ({api_base}) but the sandbox is on "
+            "(TOSS_SANDBOX, or no Toss keys): leave TOSS_API_BASE empty for the built-in sandbox"
+        )
     if not api_base and not sandbox:
         api_base = TOSS_API_BASE_DEFAULT
     # Left empty in sandbox mode: the in-process sandbox is mounted and sets it (ops/sandbox.py).
@@ -230,6 +277,32 @@ def load_config(
         raise ConfigError(
             f"PUBLIC_BASE_URL must be an origin like https://shop.example, got {public_base!r}"
         )
+    if production and not public_base.startswith("https://"):
+        # Toss's successUrl/failUrl and the https redirect are built from it, never from the
+        # Host header a client chose.
+        raise ConfigError(
+            "PUBLIC_BASE_URL is required when APP_ENV=production: the shop's https origin, "
+            "e.g. https://shop.example.kr"
+        )
+
+    trusted_proxies = _int(env, "TRUSTED_PROXY_COUNT", 0)
+    if production and trusted_proxies < 1:
+        # gunicorn's threads would wait on slow clients' headers and bodies; a buffering proxy
+        # hands them complete requests.
+        raise ConfigError(
+            "TRUSTED_PROXY_COUNT must be at least 1 when APP_ENV=production: run the app behind "
+            f"a buffering reverse proxy (nginx, see {NGINX_DOC}) and count it here"
+        )
+
+    workers = _int(env, "WEB_CONCURRENCY", 1, 1)
+    limit_storage = (
+        env.get("RATELIMIT_STORAGE_URI", "").strip()
+        or env.get("REDIS_URL", "").strip()
+        or "memory://"
+    )
+    unshared = unshared_rate_limits(workers, limit_storage)
+    if production and unshared:
+        raise ConfigError(unshared + " (required when APP_ENV=production)")
 
     database_url = env.get("DATABASE_URL", "").strip()
     if not database_url:
@@ -272,7 +345,10 @@ def load_config(
         "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip() or None,
         # Reverse proxies in front of the app whose X-Forwarded-* headers are believed (client
         # IP for rate limits, https for redirects). 0 = none: the headers are ignored.
-        "TRUSTED_PROXY_COUNT": _int(env, "TRUSTED_PROXY_COUNT", 0),
+        "TRUSTED_PROXY_COUNT": trusted_proxies,
+        # Processes serving this configuration side by side (gunicorn.conf.py sets it to the
+        # worker count); with more than one, rate limits need shared storage.
+        "WEB_CONCURRENCY": workers,
         "CSP_REPORT_ONLY": _flag_named(env, "CSP_REPORT_ONLY"),
         "CSP_REPORT_URI": env.get("CSP_REPORT_URI", "").strip() or None,
         # Flask-Limiter strings, e.g. "30 per minute;300 per hour" (defaults in ratelimit.py).
@@ -283,6 +359,8 @@ def load_config(
         "ADMIN_LOGIN_LIMIT": env.get("ADMIN_LOGIN_LIMIT", "").strip() or None,
         "ADMIN_IDLE_MINUTES": _int(env, "ADMIN_IDLE_MINUTES", 30, 1),
         "ADMIN_SESSION_HOURS": _int(env, "ADMIN_SESSION_HOURS", 12, 1),
+        # Where Flask-Limiter counts: RATELIMIT_STORAGE_URI, else REDIS_URL, else memory.
+        "RATELIMIT_STORAGE_URI": limit_storage,
         # Namespace of the counters in Redis (several shops may share one server).
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "").strip() or "shop",
         "SESSION_COOKIE_HTTPONLY": True,

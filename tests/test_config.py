@@ -6,11 +6,13 @@ Every call passes `environ` explicitly, so neither the real environment nor `.en
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dotenv import dotenv_values
 
 from payments import config as config_module
 from payments import create_app
@@ -18,7 +20,10 @@ from payments.config import ConfigError, load_config, variables_read
 from payments.ops.sandbox import INPROCESS_TOSS
 from payments.sandbox import SandboxSettings
 from payments.sandbox.settings import SettingsError
-from tests.helpers import dispose
+from payments.shop.catalog import seed_catalog
+from tests.helpers import dispose, make_app
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Key-shaped fakes, built short so a secret scanner never flags this file: real keys (even the
 # public docs ones) live only in README and .env.example.
@@ -39,6 +44,9 @@ PROD_OK: dict[str, str] = {
     "SECRET_KEY": PROD_SECRET,
     "TOSS_CLIENT_KEY": LIVE_GCK,
     "TOSS_SECRET_KEY": LIVE_GSK,
+    "PUBLIC_BASE_URL": "https://shop.example.kr",
+    # Behind one buffering proxy (docs/deploy/nginx.conf).
+    "TRUSTED_PROXY_COUNT": "1",
 }
 
 
@@ -207,6 +215,78 @@ REFUSALS: list[Any] = [
         ("PUBLIC_BASE_URL",),
         id="public-base-with-path",
     ),
+    # Live keys move real money: only a production deployment may hold them.
+    pytest.param(
+        {"TOSS_CLIENT_KEY": LIVE_GCK, "TOSS_SECRET_KEY": LIVE_GSK},
+        ("TOSS_CLIENT_KEY", "APP_ENV"),
+        id="development-with-live-widget-keys",
+    ),
+    pytest.param(
+        {"APP_ENV": "testing", "TOSS_CLIENT_KEY": LIVE_CK, "TOSS_SECRET_KEY": LIVE_SK},
+        ("TOSS_CLIENT_KEY", "APP_ENV"),
+        id="testing-with-live-api-keys",
+    ),
+    pytest.param(
+        {"TOSS_SANDBOX": "0", "TOSS_CLIENT_KEY": LIVE_GCK, "TOSS_SECRET_KEY": LIVE_GSK},
+        ("TOSS_CLIENT_KEY", "APP_ENV"),
+        id="development-sandbox-off-with-live-keys",
+    ),
+    # The sandbox's keys must never travel to the real Toss.
+    pytest.param(
+        {"TOSS_API_BASE": "https://api.tosspayments.com"},
+        ("TOSS_API_BASE",),
+        id="sandbox-by-default-with-real-toss-api-base",
+    ),
+    pytest.param(
+        {
+            "TOSS_SANDBOX": "1",
+            "TOSS_CLIENT_KEY": TEST_GCK,
+            "TOSS_SECRET_KEY": TEST_GSK,
+            "TOSS_API_BASE": "https://API.TossPayments.com/",
+        },
+        ("TOSS_API_BASE",),
+        id="sandbox-forced-with-real-toss-api-base",
+    ),  # fmt: skip
+    # Redirects and Toss's return URLs come from configuration, never from the Host header.
+    pytest.param(
+        {**PROD_OK, "PUBLIC_BASE_URL": ""},
+        ("PUBLIC_BASE_URL",),
+        id="production-without-PUBLIC_BASE_URL",
+    ),
+    pytest.param(
+        {**PROD_OK, "PUBLIC_BASE_URL": "http://shop.example.kr"},
+        ("PUBLIC_BASE_URL",),
+        id="production-PUBLIC_BASE_URL-not-https",
+    ),
+    # Slow clients: production sits behind a buffering proxy.
+    pytest.param(
+        {**PROD_OK, "TRUSTED_PROXY_COUNT": "0"},
+        ("TRUSTED_PROXY_COUNT",),
+        id="production-without-a-proxy",
+    ),
+    pytest.param(
+        {k: v for k, v in PROD_OK.items() if k != "TRUSTED_PROXY_COUNT"},
+        ("TRUSTED_PROXY_COUNT",),
+        id="production-proxy-count-unset",
+    ),
+    # Several workers that each count alone multiply every limit.
+    pytest.param(
+        {**PROD_OK, "WEB_CONCURRENCY": "4"},
+        ("WEB_CONCURRENCY", "REDIS_URL"),
+        id="production-several-workers-without-shared-limits",
+    ),
+    pytest.param(
+        {
+            **PROD_OK,
+            "WEB_CONCURRENCY": "2",
+            "REDIS_URL": "redis://cache:6379/0",
+            "RATELIMIT_STORAGE_URI": "memory://",
+        },
+        ("WEB_CONCURRENCY", "RATELIMIT_STORAGE_URI"),
+        id="production-several-workers-storage-forced-to-memory",
+    ),  # fmt: skip
+    pytest.param({"WEB_CONCURRENCY": "0"}, ("WEB_CONCURRENCY",), id="web-concurrency-zero"),
+    pytest.param({"WEB_CONCURRENCY": "four"}, ("WEB_CONCURRENCY",), id="web-concurrency-word"),
 ]
 
 
@@ -343,6 +423,64 @@ def test_production_with_live_keys_is_accepted(
     assert cfg["TOSS_READ_TIMEOUT"] >= 30
 
 
+def test_production_with_several_workers_and_shared_limits(tmp_path: Path) -> None:
+    cfg = load(tmp_path, {**PROD_OK, "WEB_CONCURRENCY": "4", "REDIS_URL": "redis://cache:6379/0"})
+
+    assert cfg["WEB_CONCURRENCY"] == 4
+    assert cfg["RATELIMIT_STORAGE_URI"] == "redis://cache:6379/0"
+    assert cfg["PUBLIC_BASE_URL"] == "https://shop.example.kr"
+    assert cfg["TRUSTED_PROXY_COUNT"] == 1
+
+
+def test_rate_limit_storage_defaults(tmp_path: Path) -> None:
+    assert load(tmp_path, {})["RATELIMIT_STORAGE_URI"] == "memory://"
+    assert load(tmp_path, {})["WEB_CONCURRENCY"] == 1
+    both = {"REDIS_URL": "redis://a:6379/0", "RATELIMIT_STORAGE_URI": "redis://b:6379/1"}
+    assert load(tmp_path, both)["RATELIMIT_STORAGE_URI"] == "redis://b:6379/1"
+
+
+def test_development_with_several_workers_and_memory_limits_starts(tmp_path: Path) -> None:
+    """Only warned about (ratelimit.py logs it): one developer's gunicorn, nobody to abuse it."""
+    cfg = load(tmp_path, {"WEB_CONCURRENCY": "4"})
+
+    assert cfg["RATELIMIT_STORAGE_URI"] == "memory://"
+
+
+def test_a_single_worker_production_may_count_in_memory(tmp_path: Path) -> None:
+    cfg = load(tmp_path, {**PROD_OK, "WEB_CONCURRENCY": "1"})
+
+    assert cfg["RATELIMIT_STORAGE_URI"] == "memory://"
+
+
+@pytest.mark.parametrize("app_env", ["development", "testing", "production"])
+def test_gunicorn_refuses_to_start_without_secret_key(tmp_path: Path, app_env: str) -> None:
+    """Each worker would mint a key of its own, and a CSRF token from one fails on another."""
+    env = {**PROD_OK, "APP_ENV": app_env} if app_env == "production" else {"APP_ENV": app_env}
+    env.pop("SECRET_KEY", None)
+
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ=env, instance_path=str(tmp_path), server="gunicorn")
+
+    assert names_variable(str(excinfo.value), "SECRET_KEY")
+    assert "\n" not in str(excinfo.value)
+
+
+def test_gunicorn_with_secret_key_and_dev_server_without_one(tmp_path: Path) -> None:
+    cfg = load_config(
+        environ={"SECRET_KEY": "shared-dev-key"}, instance_path=str(tmp_path), server="gunicorn"
+    )
+    assert cfg["SECRET_KEY"] == "shared-dev-key"
+    # Flask's one-process development server may still make one up.
+    assert load_config(environ={}, instance_path=str(tmp_path))["SECRET_KEY"]
+
+
+def test_a_local_toss_sandbox_server_may_stand_in_for_toss(tmp_path: Path) -> None:
+    """`toss-sandbox serve` on another port: only Toss's own hosts are refused."""
+    cfg = load(tmp_path, {"TOSS_SANDBOX": "1", "TOSS_API_BASE": "http://127.0.0.1:8001/sandbox"})
+
+    assert cfg["TOSS_API_BASE"] == "http://127.0.0.1:8001/sandbox"
+
+
 def test_production_with_sandbox_explicitly_off(tmp_path: Path) -> None:
     cfg = load(tmp_path, {**PROD_OK, "TOSS_SANDBOX": "0"})
 
@@ -418,6 +556,81 @@ def test_create_app_refuses_production_without_secret_key(
         create_app({"APP_ENV": "production"})
 
     assert names_variable(str(excinfo.value), "SECRET_KEY")
+
+
+def test_env_example_copied_as_env_runs_the_sandbox_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cp .env.example .env` then `make run`: the environment is exactly the parsed file (its
+    databases moved to tmp_path), and the shop talks to its in-process sandbox, never to Toss."""
+    values = {k: v or "" for k, v in dotenv_values(ROOT / ".env.example").items()}
+    assert values["APP_ENV"] == "development"
+    values.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'shop.sqlite3'}",
+        SANDBOX_DATABASE_URL=f"sqlite:///{tmp_path / 'sandbox.sqlite3'}",
+        SANDBOX_WEBHOOKS_ENABLED="0",
+    )
+    monkeypatch.setattr(os, "environ", values)
+
+    app = create_app()
+    try:
+        assert app.config["TOSS_SANDBOX"] is True
+        assert app.config["TOSS_API_BASE"] == INPROCESS_TOSS + "/sandbox"
+        assert not config_module.is_real_toss(app.config["TOSS_API_BASE"])
+        assert app.config["TOSS_SECRET_KEY"].startswith("test_")
+    finally:
+        dispose(app)
+
+
+PROD_APP = {**PROD_OK, "TOSS_SANDBOX": "0"}
+
+
+def test_production_https_redirect_ignores_a_forged_host(database_url: str) -> None:
+    """The redirect to https goes to PUBLIC_BASE_URL, whatever Host (or X-Forwarded-Host from
+    an untrusted client) the request named."""
+    app = make_app(database_url, **PROD_APP)
+    try:
+        client = app.test_client()
+        plain = client.get(
+            "/orders/x%20y?lang=ko&q=%ED%95%9C",
+            base_url="http://evil.example",
+            headers={"X-Forwarded-Host": "evil2.example"},
+        )
+        assert plain.status_code == 301
+        assert (
+            plain.headers["Location"] == "https://shop.example.kr/orders/x%20y?lang=ko&q=%ED%95%9C"
+        )
+        # A client cannot claim https itself: only the trusted proxy's header counts (the
+        # request below reaches the app straight, so its own header is the proxy's slot).
+        relayed = client.get(
+            "/",
+            base_url="http://evil.example",
+            headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"},
+        )
+        assert relayed.status_code == 200
+        secure = client.get("/", base_url="https://evil.example")
+        assert secure.status_code == 200
+        assert "Strict-Transport-Security" in secure.headers
+    finally:
+        dispose(app)
+
+
+def test_production_toss_return_urls_ignore_a_forged_host(database_url: str) -> None:
+    app = make_app(database_url, **PROD_APP)
+    try:
+        with app.app_context():
+            seed_catalog()
+        client = app.test_client()
+        host = {"base_url": "https://evil.example"}
+        client.post("/cart", data={"product_id": "1"}, **host)
+        checkout = client.post("/orders", follow_redirects=True, **host)
+        assert checkout.status_code == 200
+        page = checkout.get_data(as_text=True)
+        assert 'data-success-url="https://shop.example.kr/checkout/success"' in page
+        assert 'data-fail-url="https://shop.example.kr/checkout/fail"' in page
+        assert "evil.example" not in page
+    finally:
+        dispose(app)
 
 
 def test_sandbox_mode_points_the_shop_at_the_mounted_sandbox(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ the client IP comes from a trusted proxy only."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from typing import Any
@@ -113,3 +114,55 @@ def test_instances_share_counters_in_redis(database_url: str, redis_prefix: str)
     ]
     assert statuses[:4] == [200] * 4
     assert statuses[4] == 429  # the fifth, whichever instance gets it
+
+
+# -- several workers -------------------------------------------------------------------------------
+
+
+def test_development_warns_when_several_workers_count_alone(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Production refuses this (test_config.py, test_gunicorn.py); development only warns."""
+    caplog.set_level(logging.INFO)
+    limited_app(database_url, APP_ENV="development", WEB_CONCURRENCY="4")
+
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+        and r.name == "payments.ops.ratelimit"
+    ]  # fmt: skip
+    assert len(warnings) == 1
+    assert "WEB_CONCURRENCY=4" in warnings[0]
+    assert "REDIS_URL" in warnings[0]
+
+
+def test_one_worker_counting_in_memory_is_not_warned_about(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    limited_app(database_url, APP_ENV="development")
+
+    assert not [r for r in caplog.records if r.name == "payments.ops.ratelimit"]
+
+
+def test_falling_back_from_an_unreachable_store_is_logged(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis down: each worker keeps limiting alone (in_memory_fallback_enabled), and the log
+    says so at start and when it happens; the store's password never reaches it."""
+    caplog.set_level(logging.INFO)
+    # Nothing listens on port 1.
+    app = limited_app(
+        database_url, REDIS_URL="redis://:hunter2pw@127.0.0.1:1/0", RATELIMIT_CONFIRM="2 per minute"
+    )
+    started = [r.getMessage() for r in caplog.records if r.name == "payments.ops.ratelimit"]
+    assert len(started) == 1
+    assert "redis://127.0.0.1:1/0" in started[0]
+    assert "falls back" in started[0]
+
+    client = app.test_client()
+    statuses = [client.post("/api/payment/verify", json={}).status_code for _ in range(3)]
+
+    assert statuses == [400, 400, 429]  # still limited, in this process's memory
+    fell_back = [r for r in caplog.records if "falling back to in-memory" in r.getMessage()]
+    assert fell_back
+    assert fell_back[0].levelno == logging.WARNING
+    assert "hunter2pw" not in caplog.text

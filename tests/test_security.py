@@ -26,6 +26,9 @@ LIVE = {
     "TOSS_CLIENT_KEY": "live_gck_" + "prodkey",
     "TOSS_SECRET_KEY": "live_gsk_" + "prodkey",
     "TOSS_SANDBOX": "0",
+    # Production requires its public origin and a buffering proxy in front (config.py).
+    "PUBLIC_BASE_URL": "https://shop.example",
+    "TRUSTED_PROXY_COUNT": "1",
 }
 # Endpoints that take unsafe methods without a CSRF token, and why it is safe for each.
 CSRF_EXEMPT = {

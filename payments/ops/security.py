@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask
+from flask import Flask, redirect, request
 from flask_talisman import Talisman
+from werkzeug.sansio.utils import get_current_url
+from werkzeug.urls import iri_to_uri
+from werkzeug.wrappers import Response
 
 # Toss hosts the widget needs. The SDK comes from js.tosspayments.com; the payment
 # methods, agreement and payment windows render in iframes and call Toss's APIs on subdomains of
@@ -108,12 +111,16 @@ def init_security(app: Flask) -> Talisman:
     on the instance, and tests build apps with different ones.
     """
     production = app.config["APP_ENV"] == "production"
+    if production:
+        # Talisman's force_https rebuilds the URL from the Host header a client chose (and
+        # believes any X-Forwarded-Proto); ours goes to PUBLIC_BASE_URL, and only a trusted
+        # proxy (ProxyFix) can say the request came over https.
+        app.before_request(_https_redirect(app.config["PUBLIC_BASE_URL"]))
     return Talisman(
         app,
         content_security_policy=content_security_policy(app.config),
         content_security_policy_nonce_in=["script-src"],
-        force_https=production,
-        force_https_permanent=True,
+        force_https=False,
         strict_transport_security=production,
         strict_transport_security_max_age=31_536_000,
         strict_transport_security_include_subdomains=True,
@@ -128,3 +135,19 @@ def init_security(app: Flask) -> Talisman:
         content_security_policy_report_only=app.config["CSP_REPORT_ONLY"],
         content_security_policy_report_uri=app.config["CSP_REPORT_URI"],
     )
+
+
+def _https_redirect(public_base_url: str) -> Any:
+    """A before_request hook: a plain-http request goes (301) to the same path and query under
+    the configured public origin, whatever Host it named."""
+    origin = urlsplit(public_base_url)
+
+    def redirect_to_https() -> Response | None:
+        if request.is_secure:
+            return None
+        url = get_current_url(
+            origin.scheme, origin.netloc, request.root_path, request.path, request.query_string
+        )
+        return redirect(iri_to_uri(url), code=301)
+
+    return redirect_to_https
