@@ -9,14 +9,15 @@ from __future__ import annotations
 import secrets
 import time
 
-from flask import current_app, request, session
+from flask import current_app, g, request, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from .admin import sessions as operator_sessions
 from .core.models import Order
 from .core.states import IN_FLIGHT, SETTLED
 
 MAX_REMEMBERED_ORDERS = 50
-OPERATOR_KEYS = ("operator", "operator_login_at", "operator_seen_at")
+OPERATOR_KEYS = ("operator", "operator_sid", "operator_login_at", "operator_seen_at")
 
 
 # -- the shopper -----------------------------------------------------------------------------------
@@ -97,18 +98,37 @@ def can_view(order: Order) -> bool:
 
 
 # -- the operator ----------------------------------------------------------------------------------
+# The cookie names a server-side session (admin/sessions.py) by a random token: a copy of the
+# cookie is worth nothing once that session is revoked (logout) or has timed out.
+
+
+def _server_state(token: str) -> str:
+    """The server's word on this token ("live", "expired" or "ended"), asked once a request."""
+    cached = g.get("operator_server_state")
+    if cached is None or cached[0] != token:
+        cached = (token, operator_sessions.state(token))
+        g.operator_server_state = cached
+    return str(cached[1])
 
 
 def operator_session() -> str:
     """ "active", "expired" (idle too long or too old) or "none" for this browser session."""
     if session.get("operator") is not True:
         return "none"
+    token = session.get("operator_sid")
+    server = _server_state(token) if isinstance(token, str) and token else "ended"
+    if server == "ended":
+        # Logged out (perhaps in another browser) or never recorded: the keys are dead weight.
+        for key in OPERATOR_KEYS:
+            session.pop(key, None)
+        return "none"
     seen, started = session.get("operator_seen_at"), session.get("operator_login_at")
     idle = current_app.config["ADMIN_IDLE_MINUTES"] * 60
     longest = current_app.config["ADMIN_SESSION_HOURS"] * 3600
     now = time.time()
     if (
-        not isinstance(seen, int | float)
+        server == "expired"
+        or not isinstance(seen, int | float)
         or not isinstance(started, int | float)
         or now - seen > idle
         or now - started > longest
@@ -123,15 +143,27 @@ def is_operator() -> bool:
 
 
 def start_operator_session() -> None:
+    """A new server-side session (the one this browser held before, if any, is revoked)."""
+    previous = session.get("operator_sid")
+    token = operator_sessions.begin(replacing=previous if isinstance(previous, str) else None)
+    g.operator_server_state = (token, "live")
     now = int(time.time())
     session.pop("csrf_token", None)  # a fresh CSRF token for the operator session
-    session.update(operator=True, operator_login_at=now, operator_seen_at=now)
+    session.update(operator=True, operator_sid=token, operator_login_at=now, operator_seen_at=now)
 
 
 def touch_operator_session() -> None:
     session["operator_seen_at"] = int(time.time())
+    token = session.get("operator_sid")
+    if isinstance(token, str):
+        operator_sessions.touch(token)
 
 
 def end_operator_session() -> None:
+    """Log out: the server-side session is revoked, for every copy of the cookie."""
+    token = session.get("operator_sid")
+    if isinstance(token, str) and token:
+        operator_sessions.revoke(token)
+    g.pop("operator_server_state", None)
     for key in OPERATOR_KEYS:
         session.pop(key, None)

@@ -323,3 +323,16 @@ class Refund(Base):
     def masked_account(self) -> str | None:
         n = self.refund_account_number
         return None if not n else "*" * max(0, len(n) - 4) + n[-4:]
+
+
+class OperatorSession(Base):
+    """One operator login. The signed cookie carries its token; logging out revokes the row, so
+    a copy of the cookie stops working too (the cookie alone cannot be taken back)."""
+
+    __tablename__ = "operator_sessions"
+
+    # SHA-256 of the cookie's random token: reading this table opens no session.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
