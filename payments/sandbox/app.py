@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import requests
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,6 +32,17 @@ API_BASE_PATH = PREFIX
 WIDGET_SCRIPT_PATH = PREFIX + "/widget/v2/standard"
 
 
+class _JSONProvider(DefaultJSONProvider):
+    """JSON nested too deeply to parse is malformed JSON (a ValueError, so `get_json` answers
+    400 or None) rather than a RecursionError and a 500."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise json.JSONDecodeError("JSON nested too deeply", "", 0) from None
+
+
 def create_app(
     settings: SandboxSettings | None = None,
     *,
@@ -44,6 +58,7 @@ def create_app(
     if os.environ.get("APP_ENV") == "production":
         raise SettingsError("the Toss sandbox does not run when APP_ENV=production")
     app = Flask(__name__, static_folder=None, instance_path=instance_path)
+    app.json = _JSONProvider(app)
     database_url = settings.database_url or _default_database(app.instance_path)
     app.config.update(
         SQLALCHEMY_DATABASE_URI=database_url,

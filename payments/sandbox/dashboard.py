@@ -51,6 +51,7 @@ def _test_cards() -> dict[str, Any]:
 
 
 PER_PAGE = 20
+MAX_PAGE = 100_000
 STATUS_LABELS = {
     READY: "결제창 열림",
     IN_PROGRESS: "인증 완료 · 승인 대기",
@@ -89,7 +90,11 @@ def _is_page() -> bool:
 def _sandbox_error(exc: SandboxError) -> Response:
     db.session.rollback()
     if _is_page():
-        return _dashboard(_page_number(request.values.get("page")), error=exc)
+        try:
+            page = request.values.get("page")
+        except HTTPException:  # a form too large to read: the error is shown on page 1
+            page = None
+        return _dashboard(_page_number(page), error=exc)
     return json_response(exc.body(), exc.status)
 
 
@@ -105,7 +110,8 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _page_number(raw: str | None) -> int:
     try:
-        return max(1, int(raw or 1))
+        # Bounded: an OFFSET beyond 64 bits is a database error, not an empty page.
+        return min(max(1, int(raw or 1)), MAX_PAGE)
     except ValueError:
         return 1
 
