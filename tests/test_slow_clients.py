@@ -49,7 +49,9 @@ REQUIRED = (
 )
 
 
+@pytest.fixture
 def nginx_binary() -> str:
+    """Asked before gunicorn starts: a skip costs nothing."""
     found = shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None
     )
@@ -188,9 +190,8 @@ def gunicorn_port(tmp_path: Path) -> Iterator[int]:
 
 
 @pytest.fixture
-def nginx_port(gunicorn_port: int) -> Iterator[int]:
+def nginx_port(nginx_binary: str, gunicorn_port: int) -> Iterator[int]:
     """nginx with the production server block, in a prefix of its own (never the system's)."""
-    binary = nginx_binary()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="shop-nginx-") as name:
         prefix = Path(name)
@@ -198,7 +199,7 @@ def nginx_port(gunicorn_port: int) -> Iterator[int]:
         conf = prefix / "nginx.conf"
         conf.write_text(proxy_config(port, gunicorn_port, prefix), encoding="utf-8")
         server = subprocess.Popen(
-            [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
+            [nginx_binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
              "-g", "daemon off;"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
