@@ -128,22 +128,28 @@ def test_a_made_up_payment_key_on_a_paid_order_gets_no_link(
     assert len(toss.calls) == 1  # the stranger's key never reached Toss
 
 
+def _in_flight(app: Flask, order_id: str, payment_key: str, status: str = "CONFIRMING") -> None:
+    with app.app_context():
+        db.session.execute(
+            db.update(Order)
+            .where(Order.order_id == order_id)
+            .values(status=status, payment_key=payment_key)
+        )
+        db.session.commit()
+
+
 def test_a_made_up_payment_key_while_the_payment_is_in_flight_gets_no_link(
     app: Flask, toss: responses.RequestsMock, place_order: Callable[..., str]
 ) -> None:
     order_id = place_order()
     amount = get_order(app, order_id).amount
-    with app.app_context():
-        db.session.execute(
-            db.update(Order)
-            .where(Order.order_id == order_id)
-            .values(status="CONFIRMING", payment_key=REAL)
-        )
-        db.session.commit()
+    _in_flight(app, order_id, REAL)
     stranger = app.test_client()
     resp = stranger.get(success_url(order_id, MADE_UP, amount))
-    assert resp.status_code == 303
+    assert resp.status_code == 202  # the waiting page, which asks the success URL again
+    assert re.search(r"[?&]t=|/orders/|/checkout/[^sf]", resp.get_data(as_text=True)) is None
     _assert_stranger_sees_nothing(app, stranger, resp, order_id, [REAL, MADE_UP])
+    assert get_order(app, order_id).payment_key == REAL
 
 
 def test_the_owner_and_the_rightful_payer_in_a_fresh_browser_keep_the_link(
@@ -174,21 +180,40 @@ def test_the_owner_and_the_rightful_payer_in_a_fresh_browser_keep_the_link(
     assert len(toss.calls) == 1
 
 
-def test_the_owner_session_is_sent_to_its_order_while_the_payment_is_in_flight(
+def test_the_owner_session_is_sent_to_its_order_while_its_payment_is_in_flight(
     app: Flask, client: FlaskClient, place_order: Callable[..., str]
 ) -> None:
     order_id = place_order()
     amount = get_order(app, order_id).amount
-    with app.app_context():
+    _in_flight(app, order_id, REAL)
+    resp = client.get(success_url(order_id, REAL, amount))
+    assert urlsplit(resp.headers["Location"]).path == f"/orders/{order_id}"
+    assert client.get(resp.headers["Location"]).status_code == 200
+
+
+def test_the_owner_waits_out_a_strangers_attempt_and_then_pays(
+    app: Flask, client: FlaskClient, toss: responses.RequestsMock, place_order: Callable[..., str]
+) -> None:
+    """A stranger's made-up key holds the order for the moment the real payer comes back: the
+    payer waits on a page that asks the success URL again, which confirms once it is free."""
+    order_id = place_order()
+    amount = get_order(app, order_id).amount
+    _in_flight(app, order_id, MADE_UP)
+    waiting = client.get(success_url(order_id, REAL, amount))
+    assert waiting.status_code == 202
+    assert 'http-equiv="refresh"' in waiting.get_data(as_text=True)
+
+    with app.app_context():  # the stranger's attempt is refused and released
         db.session.execute(
             db.update(Order)
             .where(Order.order_id == order_id)
-            .values(status="CONFIRMING", payment_key=REAL)
+            .values(status="PENDING", payment_key=None)
         )
         db.session.commit()
-    resp = client.get(success_url(order_id, MADE_UP, amount))
+    toss.post(CONFIRM_URL, json=payment_json(order_id, amount, REAL))
+    resp = client.get(success_url(order_id, REAL, amount))
     assert urlsplit(resp.headers["Location"]).path == f"/orders/{order_id}"
-    assert client.get(resp.headers["Location"]).status_code == 200
+    assert get_order(app, order_id).status == "PAID"
 
 
 def test_the_payer_in_a_fresh_browser_waits_on_a_payment_in_flight(
@@ -198,13 +223,7 @@ def test_the_payer_in_a_fresh_browser_waits_on_a_payment_in_flight(
     Toss's record shows the payment."""
     order_id = place_order()
     amount = get_order(app, order_id).amount
-    with app.app_context():
-        db.session.execute(
-            db.update(Order)
-            .where(Order.order_id == order_id)
-            .values(status="NEEDS_RECONCILE", payment_key=REAL)
-        )
-        db.session.commit()
+    _in_flight(app, order_id, REAL, "NEEDS_RECONCILE")
     by_order = f"{TOSS}/v1/payments/orders/{order_id}"
     toss.get(by_order, status=404, json=error_json("NOT_FOUND_PAYMENT"))
     payer = app.test_client()

@@ -580,7 +580,8 @@ SEQUENCE = (
 
 def play(app: Flask, fake: FakeToss, first: Window, second: Window, event: str) -> None:
     if event == "window 1's late redirect":
-        assert redirect(app, first).status_code == 303
+        # 202 while window 2 is in flight: the browser waits and asks the success URL again.
+        assert redirect(app, first).status_code in (202, 303)
     elif event == "window 2's redirect":
         fake.outage = True
         # 202: the payer waits on the "결제 확인 중" page; 303: the order is settled already.

@@ -70,15 +70,17 @@ def success() -> Response | tuple[str, int]:
         if exc.code in ("INVALID_REQUEST", "ORDER_NOT_FOUND", "AMOUNT_MISMATCH"):
             raise
         found = find_order(req.order_id) if exc.code in _TO_ORDER else None
-        if found is not None and may_hold_link(found, req.payment_key):
-            return redirect(_order_url(found, req.payment_key), 303)
         if (
             found is not None
             and exc.code == "PAYMENT_PENDING"
-            and pays_in_flight(found, req.payment_key)
+            and not (owns_order(found.order_id) and pays_in_flight(found, req.payment_key))
         ):
-            # The payer in another browser than the one that ordered: ask again shortly.
+            # Another attempt is in flight, or this one for a browser that did not order: ask
+            # again shortly (this URL confirms once the other attempt is released, and hands
+            # out the link once Toss confirmed this one).
             return render_template("checkout/pending.html"), 202
+        if found is not None and may_hold_link(found, req.payment_key):
+            return redirect(_order_url(found, req.payment_key), 303)
         return redirect(url_for("checkout.fail", code=exc.code, orderId=req.order_id), 303)
     return redirect(_order_url(order, req.payment_key), 303)
 
