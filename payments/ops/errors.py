@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFError
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -84,8 +85,8 @@ def refuse_unusable_text() -> None:
         raise invalid(UNUSABLE_MESSAGE)
 
 
-def _pairs(values: Any) -> list[str]:
-    return [text for pair in values.items(multi=True) for text in pair if isinstance(text, str)]
+def _pairs(values: MultiDict[str, str]) -> list[str]:
+    return [text for pair in values.items(multi=True) for text in pair]
 
 
 def error_response(code: str, message: str, status: int) -> tuple[Response | str, int]:
