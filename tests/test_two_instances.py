@@ -332,7 +332,9 @@ def test_webhook_accepted_by_one_server_is_processed_by_a_worker_beside_the_othe
         event = s.execute(select(WebhookEvent).filter_by(transmission_id=tid)).scalar_one()
         assert event.status == "DONE", (event.status, event.result, event.last_error)
         assert event.order_id == order_id
-        assert (event.result or "").startswith("Toss DONE:")
+        # Its own lookup, or the sandbox's earlier webhook of the same payment looked it up
+        # after this one arrived and settled both (coalesced).
+        assert (event.result or "").startswith(("Toss DONE:", "coalesced into #")), event.result
         payment = s.execute(select(Payment).filter_by(payment_key=payment_key)).scalar_one()
         assert (payment.status, payment.balance_amount) == ("DONE", order.amount)
         outcomes = s.execute(select(WebhookEvent.kind, WebhookEvent.status)).all()
