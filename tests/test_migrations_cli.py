@@ -19,7 +19,6 @@ from payments import create_app
 from payments.core.models import AuditEntry, Order, OrderLine, Product
 from payments.extensions import db
 from payments.sandbox.db import db as sandbox_db
-from payments.shop.catalog import create_order, seed_catalog
 from tests.helpers import dispose
 
 # The last revision before the sandbox got a database of its own (its tables lived in the shop's).
@@ -114,15 +113,59 @@ def shop_rows(app: Flask) -> dict[str, int]:
         }
 
 
+def insert_old_order(app: Flask) -> str:
+    """A product and a PENDING order of 2 written with only the columns an old schema had (the
+    models describe the newest one); the order's orderId."""
+    with app.app_context(), db.engine.begin() as conn:
+        now = sa.func.current_timestamp()
+        meta = sa.MetaData()
+        meta.reflect(conn, only=["products", "orders", "order_lines"])
+        products, orders, lines = (meta.tables[t] for t in ("products", "orders", "order_lines"))
+        conn.execute(
+            sa.insert(products).values(
+                id=1,
+                slug="old",
+                name="옛 상품",
+                description="",
+                price=1000,
+                emoji="x",
+                color="#ffffff",
+                active=True,
+                created_at=now,
+            )
+        )
+        conn.execute(
+            sa.insert(orders).values(
+                id=1,
+                order_id="order_before_upgrade_0001",
+                order_name="옛 상품",
+                customer_key="cust_before_upgrade",
+                amount=2000,
+                status="PENDING",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            sa.insert(lines).values(
+                order_pk=1,
+                product_id=1,
+                product_name="옛 상품",
+                unit_price=1000,
+                quantity=2,
+                line_total=2000,
+            )
+        )
+    return "order_before_upgrade_0001"
+
+
 def test_upgrade_drops_the_old_sandbox_tables_and_keeps_the_shops_data(
     migrated_app: Flask,
 ) -> None:
     with migrated_app.app_context():
         upgrade(revision=BEFORE_OWN_SANDBOX_DATABASE)
-        seed_catalog()
-        product_id = db.session.scalars(sa.select(Product.id).order_by(Product.id)).first()
-        order_id = create_order({str(product_id): 2}, "cust_before_upgrade").order_id
         db.session.remove()
+    order_id = insert_old_order(migrated_app)
     create_old_sandbox_tables(migrated_app)
     assert set(OLD_SANDBOX_TABLES) <= tables(migrated_app)
     before = shop_rows(migrated_app)
@@ -137,6 +180,12 @@ def test_upgrade_drops_the_old_sandbox_tables_and_keeps_the_shops_data(
         order = db.session.scalars(sa.select(Order).filter_by(order_id=order_id)).one()
         assert order.status == "PENDING"
         assert [line.quantity for line in order.lines] == [2]
+        # Rows from before buyers, stock and fulfilment stay valid: no buyer, no stock held
+        # (releasing the order returns nothing), nothing shipped, the product sold out.
+        assert order.buyer_email is None
+        assert order.stock_reserved is False
+        assert order.fulfilment == "NONE"
+        assert db.session.get(Product, 1).stock == 0  # type: ignore[union-attr]
     assert schema_diff(migrated_app) == []
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -27,8 +28,10 @@ from ..extensions import Base
 from ..toss import RefundAccount
 from .clock import utcnow
 from .states import (
+    FULFILMENT_LABELS_KO,
     LABELS_KO,
     SETTLED,
+    FulfilmentStatus,
     OrderStatus,
     RefundStatus,
     Source,
@@ -68,7 +71,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Product(Base):
     __tablename__ = "products"
-    __table_args__ = (CheckConstraint("price > 0", name="price_positive"),)
+    __table_args__ = (
+        CheckConstraint("price > 0", name="price_positive"),
+        CheckConstraint("stock >= 0", name="stock_not_negative"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -79,7 +85,14 @@ class Product(Base):
     emoji: Mapped[str] = mapped_column(String(16), default="🛍️")
     color: Mapped[str] = mapped_column(String(7), default="#e8eefc")
     active: Mapped[bool] = mapped_column(default=True)
+    # Units left to sell. Orders take theirs with a conditional UPDATE (`shop/catalog.py`), so
+    # the CHECK is a backstop; products made before stock existed start sold out.
+    stock: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def sold_out(self) -> bool:
+        return self.stock <= 0
 
 
 class Order(Base):
@@ -87,6 +100,7 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(check_constraint(OrderStatus), name="status_known"),
+        CheckConstraint(check_constraint(FulfilmentStatus, "fulfilment"), name="fulfilment_known"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -103,6 +117,25 @@ class Order(Base):
     confirm_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(String(255))
+    # The buyer and where to deliver. Required for every new order (`shop/catalog.py`); empty
+    # on orders placed before they were asked for.
+    buyer_name: Mapped[str | None] = mapped_column(String(50))
+    buyer_email: Mapped[str | None] = mapped_column(String(254))
+    buyer_phone: Mapped[str | None] = mapped_column(String(15))  # digits only
+    postcode: Mapped[str | None] = mapped_column(String(10))
+    address: Mapped[str | None] = mapped_column(String(200))
+    address_detail: Mapped[str | None] = mapped_column(String(200))
+    # True while this order's quantities are taken out of product stock. Whoever flips it back
+    # to false (conditionally) returns them, so stock is released once whatever path comes
+    # first. Orders placed before stock existed took nothing (server default false).
+    stock_reserved: Mapped[bool] = mapped_column(default=False, server_default=false())
+    fulfilment: Mapped[FulfilmentStatus] = mapped_column(
+        str_enum(FulfilmentStatus, 16),
+        default=FulfilmentStatus.NONE,
+        server_default=FulfilmentStatus.NONE.value,
+    )
+    carrier: Mapped[str | None] = mapped_column(String(40))
+    tracking_number: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -126,6 +159,10 @@ class Order(Base):
     @property
     def is_payable(self) -> bool:
         return self.status == OrderStatus.PENDING
+
+    @property
+    def fulfilment_label(self) -> str:
+        return FULFILMENT_LABELS_KO[self.fulfilment]
 
 
 class OrderLine(Base):

@@ -51,6 +51,23 @@ class Source(StrEnum):
     ADMIN = "admin"
 
 
+class FulfilmentStatus(StrEnum):
+    """Where a paid order's delivery stands; the operator moves it one step at a time."""
+
+    NONE = "NONE"  # nothing done yet (every order starts here)
+    PREPARING = "PREPARING"  # 배송 준비
+    SHIPPED = "SHIPPED"  # 배송 중: carrier and tracking number known
+    DELIVERED = "DELIVERED"  # 배송 완료
+
+
+FULFILMENT_LABELS_KO: dict[FulfilmentStatus, str] = {
+    FulfilmentStatus.NONE: "배송 전",
+    FulfilmentStatus.PREPARING: "배송 준비",
+    FulfilmentStatus.SHIPPED: "배송 중",
+    FulfilmentStatus.DELIVERED: "배송 완료",
+}
+
+
 S = OrderStatus
 
 # The payment went through with Toss (money moved or a virtual account awaits it).
@@ -74,6 +91,6 @@ LABELS_KO: dict[OrderStatus, str] = {
 }
 
 
-def check_constraint(enum: type[StrEnum]) -> str:
-    """The SQL of a `status IN (…)` CHECK listing every member of `enum`."""
-    return "status IN (" + ",".join(f"'{member.value}'" for member in enum) + ")"
+def check_constraint(enum: type[StrEnum], column: str = "status") -> str:
+    """The SQL of a `<column> IN (…)` CHECK listing every member of `enum`."""
+    return f"{column} IN (" + ",".join(f"'{member.value}'" for member in enum) + ")"

@@ -218,10 +218,14 @@ DEMO_PRODUCTS = [
     ("notebook", "하드커버 노트", 8_500, "📓", "#e3ecf5", "도트 그리드 160쪽"),
     ("tumbler", "보온 텀블러 500ml", 19_800, "🥤", "#e0f4f7", "12시간 보온·보냉"),
 ]
+# Units each demo product is stocked to by `flask seed`: plenty for trying the shop and for
+# test suites that place many orders; a product below it is refilled, never lowered.
+DEMO_STOCK = 10_000
 
 
 def seed_catalog() -> tuple[int, int]:
-    """Insert or update the demo products by slug; (created, updated)."""
+    """Insert or update the demo products by slug, refilling stock to DEMO_STOCK;
+    (created, updated)."""
     created = updated = 0
     existing = {p.slug: p for p in db.session.execute(select(Product)).scalars()}
     for slug, name, price, emoji, color, description in DEMO_PRODUCTS:
@@ -234,5 +238,6 @@ def seed_catalog() -> tuple[int, int]:
             updated += 1
         product.name, product.price, product.emoji = name, price, emoji
         product.color, product.description, product.active = color, description, True
+        product.stock = max(product.stock or 0, DEMO_STOCK)
     db.session.commit()
     return created, updated
