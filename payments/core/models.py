@@ -22,7 +22,7 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
 from ..extensions import Base
 from ..toss import RefundAccount
@@ -373,3 +373,97 @@ class OperatorSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MailStatus(StrEnum):
+    PENDING = "PENDING"  # waiting for the worker (again, after a refused attempt)
+    SENDING = "SENDING"  # leased by a worker; a lease that runs out makes it due again
+    SENT = "SENT"  # the SMTP server accepted it
+    KEPT = "KEPT"  # no mail server (development, testing): kept here, listed at /dev/mail
+    FAILED = "FAILED"  # refused for good, or out of retries
+
+
+class MailMessage(Base):
+    """The e-mail outbox: one row per event worth telling the buyer, written in the same
+    transaction as the change it reports and sent later by the worker. The dedupe key (order,
+    kind, the Toss transaction or payment it is about) makes each event mail at most once."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (
+        CheckConstraint(check_constraint(MailStatus), name="status_known"),
+        Index("ix_mail_outbox_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    status: Mapped[MailStatus] = mapped_column(
+        str_enum(MailStatus, 16), default=MailStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CashReceiptStatus(StrEnum):
+    PENDING = "PENDING"  # written before Toss's issue call; outcome not known yet
+    ISSUED = "ISSUED"  # Toss issued it (all or part of it still stands)
+    CANCELED = "CANCELED"  # cancelled to zero
+    FAILED = "FAILED"  # Toss refused to issue it; the operator may try again
+
+
+class CashReceipt(Base):
+    """The order's cash receipt (현금영수증): issued with the payment (Toss's Payment
+    `cashReceipt`) or later by an operator through Toss's cash-receipt API. One per order,
+    enforced by the unique order_pk."""
+
+    __tablename__ = "cash_receipts"
+    __table_args__ = (
+        CheckConstraint(check_constraint(CashReceiptStatus), name="status_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("canceled_amount BETWEEN 0 AND amount", name="canceled_within_amount"),
+        CheckConstraint("pending_cancel_amount > 0", name="pending_cancel_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
+    # "payment": issued by Toss with the payment; "api": issued by an operator here.
+    origin: Mapped[str] = mapped_column(String(8))
+    receipt_type: Mapped[str] = mapped_column(String(8))  # 소득공제 | 지출증빙
+    receipt_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    issue_number: Mapped[str | None] = mapped_column(String(20))
+    receipt_url: Mapped[str | None] = mapped_column(String(500))
+    issue_status: Mapped[str | None] = mapped_column(String(16))  # Toss's issueStatus
+    amount: Mapped[int] = mapped_column(BigInteger)
+    tax_free_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    canceled_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The number the receipt is issued to: whole only while the issue call may need repeating,
+    # masked once Toss has answered.
+    identity_number: Mapped[str | None] = mapped_column(String(30))
+    status: Mapped[CashReceiptStatus] = mapped_column(
+        str_enum(CashReceiptStatus, 16), default=CashReceiptStatus.PENDING
+    )
+    # Idempotency-Keys of the issue call and of the cancel in flight (repeated with the same key
+    # after an unknown outcome, so Toss acts once).
+    issue_key: Mapped[str | None] = mapped_column(String(100))
+    cancel_key: Mapped[str | None] = mapped_column(String(100))
+    pending_cancel_amount: Mapped[int | None] = mapped_column(BigInteger)
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    # `order.cash_receipt` on the Order side, for the order pages.
+    order: Mapped[Order] = relationship(backref=backref("cash_receipt", uselist=False))
+
+    @property
+    def remaining(self) -> int:
+        return self.amount - self.canceled_amount
