@@ -11,8 +11,9 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from email.utils import parseaddr
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from dotenv import load_dotenv
 
@@ -356,6 +357,7 @@ def load_config(
         "RATELIMIT_WEBHOOK": env.get("RATELIMIT_WEBHOOK", "").strip() or None,
         "RATELIMIT_SHOP": env.get("RATELIMIT_SHOP", "").strip() or None,
         "RATELIMIT_FAIL": env.get("RATELIMIT_FAIL", "").strip() or None,
+        "RATELIMIT_LOOKUP": env.get("RATELIMIT_LOOKUP", "").strip() or None,
         "ADMIN_LOGIN_LIMIT": env.get("ADMIN_LOGIN_LIMIT", "").strip() or None,
         "ADMIN_IDLE_MINUTES": _int(env, "ADMIN_IDLE_MINUTES", 30, 1),
         "ADMIN_SESSION_HOURS": _int(env, "ADMIN_SESSION_HOURS", 12, 1),
@@ -369,9 +371,98 @@ def load_config(
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "WTF_CSRF_TIME_LIMIT": None,
     }
+    config.update(_mail_config(env, app_env))
+    # Escrow (구매안전서비스) on transfer and virtual-account payments: the options Toss's SDK
+    # takes in requestPayment; the merchant contract with Toss must include escrow.
+    config["TOSS_ESCROW"] = _flag_named(env, "TOSS_ESCROW")
     if production and config["TOSS_READ_TIMEOUT"] < 30:
         raise ConfigError("TOSS_READ_TIMEOUT must be at least 30 seconds in production")
     config.update(
         {k: v for k, v in overrides.items() if not isinstance(v, str) or k not in env.read}
     )
     return config
+
+
+# -- e-mail ------------------------------------------------------------------------------------
+
+
+def _mail_config(env: Mapping[str, str], app_env: str) -> dict[str, Any]:
+    """Where the worker sends e-mail: `MAIL_URL` (smtp:// or smtps://) or the `SMTP_*` variables,
+    from `MAIL_FROM`. Without either, development and testing keep the messages in the outbox
+    (listed at /dev/mail) and production leaves them waiting there until a server is set."""
+    url = env.get("MAIL_URL", "").strip()
+    host = env.get("SMTP_HOST", "").strip()
+    if url and host:
+        raise ConfigError("MAIL_URL and SMTP_HOST are both set: configure e-mail with one of them")
+    smtp = _mail_url(url) if url else _smtp_vars(env, host) if host else None
+    sender = env.get("MAIL_FROM", "").strip()
+    if sender:
+        _, address = parseaddr(sender)
+        if "@" not in address or any(ord(ch) < 0x20 for ch in sender):
+            raise ConfigError(f"MAIL_FROM must be an e-mail address, got {sender!r}")
+    elif smtp is not None:
+        raise ConfigError("MAIL_FROM is required when MAIL_URL or SMTP_HOST is set")
+    clear = smtp is not None and smtp["password"] and not (smtp["ssl"] or smtp["starttls"])
+    if clear and app_env == "production":
+        raise ConfigError(
+            "MAIL_URL/SMTP_STARTTLS: the SMTP password would travel unencrypted; use "
+            "starttls=1 (SMTP_STARTTLS=1) or smtps://"
+        )
+    dev_page = _flag_named(env, "MAIL_DEV_PAGE", default=app_env == "development")
+    if dev_page and app_env == "production":
+        raise ConfigError("MAIL_DEV_PAGE cannot be on when APP_ENV=production")
+    return {
+        "MAIL_SMTP": smtp,
+        "MAIL_FROM": sender or "no-reply@localhost",
+        "MAIL_TIMEOUT": _float(env, "MAIL_TIMEOUT", 10.0, 0.1),
+        "MAIL_DEV_PAGE": dev_page,
+    }
+
+
+def _mail_url(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigError(
+            "MAIL_URL must look like smtp://user:password@host:587?starttls=1 (or smtps://)"
+        )
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 587)
+    except ValueError:
+        raise ConfigError("MAIL_URL has an invalid port") from None
+    query = parse_qs(parts.query)
+    flag = (query.get("starttls") or [""])[-1].strip().lower()
+    if flag not in ("", "0", "1", "true", "false"):
+        raise ConfigError(f"MAIL_URL starttls must be 1 or 0, got {flag!r}")
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    ssl = parts.scheme == "smtps"
+    # Never send a password in clear by default: STARTTLS unless told otherwise.
+    starttls = flag in ("1", "true") if flag else bool(password) and not ssl
+    return {
+        "host": parts.hostname,
+        "port": port,
+        "user": user,
+        "password": password,
+        "ssl": ssl,
+        "starttls": starttls,
+    }
+
+
+def _smtp_vars(env: Mapping[str, str], host: str) -> dict[str, Any]:
+    port = _int(env, "SMTP_PORT", 587, 1)
+    if port > 65535:
+        raise ConfigError(f"SMTP_PORT must be a TCP port, got {port}")
+    user = env.get("SMTP_USER", "").strip() or None
+    password = env.get("SMTP_PASSWORD", "") or None
+    raw = env.get("SMTP_STARTTLS")
+    starttls = (
+        _flag_named(env, "SMTP_STARTTLS") if raw is not None and raw.strip() else bool(password)
+    )
+    return {
+        "host": host,
+        "port": port,
+        "user": user,
+        "password": password,
+        "ssl": port == 465,
+        "starttls": starttls and port != 465,
+    }

@@ -19,6 +19,7 @@ from .checkout.routes import bp as checkout_bp
 from .config import load_config
 from .core.formats import FILTERS
 from .extensions import csrf, db, migrate, toss
+from .mail.views import bp as mail_dev_bp
 from .ops.cli import register_cli
 from .ops.database import ping_idle_connections
 from .ops.errors import register_error_handlers
@@ -64,7 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         sandbox = mount_sandbox(app)
     toss.init_app(app, app.config.get("TOSS_CLIENT") or _toss_client(app, sandbox))
 
-    for bp in (shop_bp, checkout_bp, api_bp, hooks_bp, admin_bp, ops_bp):
+    for bp in (shop_bp, checkout_bp, api_bp, hooks_bp, admin_bp, ops_bp, mail_dev_bp):
         app.register_blueprint(bp)
     # Checked against the stored order and Toss (api) or re-checked with Toss (hooks) instead.
     csrf.exempt(api_bp)

@@ -23,6 +23,7 @@ from ..core.models import AuditEntry, Order, Payment
 from ..core.orders import path, record, transition
 from ..core.states import OrderStatus, Source
 from ..extensions import db, toss
+from ..mail import outbox
 from ..toss import Payment as TossPayment
 from ..toss import TossError
 
@@ -179,7 +180,9 @@ def apply_payment(
         steps = [current]
     # The conditional transitions decide a race first (redirect vs webhook vs reconcile); only
     # the winner, or a writer refreshing an order already there, records the payment.
+    moves: list[tuple[OrderStatus, OrderStatus]] = []
     for step in steps:
+        before = order.status
         moved = transition(
             order,
             step,
@@ -192,7 +195,34 @@ def apply_payment(
         )
         if not moved:
             return  # someone else moved it meanwhile; their write stands
+        moves.append((before, step))
     _store_payment(order, payment)
+    _announce(order, payment, moves)
+
+
+def _announce(
+    order: Order, payment: TossPayment, moves: list[tuple[OrderStatus, OrderStatus]]
+) -> None:
+    """Queue the buyer's e-mail for each move this writer won, in its transaction: whichever
+    path applied Toss's answer first (success URL, API, webhook, reconcile, refund) mails it,
+    and the outbox's dedupe key stops a second one."""
+    event = payment.last_transaction_key or payment.payment_key
+    for before, step in moves:
+        if step == S.AWAITING_DEPOSIT:
+            outbox.enqueue(order, "va_issued", ref=f"{payment.payment_key}:{event}")
+        elif step == S.PAID:
+            kind = "deposit" if before == S.AWAITING_DEPOSIT else "paid"
+            outbox.enqueue(order, kind, ref=event if kind == "deposit" else payment.payment_key)
+        elif step in (S.PARTIALLY_REFUNDED, S.REFUNDED):
+            last = payment.cancels[-1] if payment.cancels else None
+            balance = payment.balance_amount or 0
+            outbox.enqueue(
+                order,
+                "refund",
+                ref=(last.transaction_key if last else None) or event,
+                refunded=last.cancel_amount if last and last.cancel_amount else 0,
+                balance=balance,
+            )
 
 
 def _other_payment(order: Order, payment: TossPayment, source: Source) -> None:

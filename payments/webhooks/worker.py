@@ -46,6 +46,7 @@ from ..core.models import (
 from ..core.orders import ORDER_ID_RE, PAYMENT_KEY_RE, find_order, find_order_by_transaction_key
 from ..core.states import Source, WebhookStatus
 from ..extensions import db, toss
+from ..mail import sender as mail_sender
 from ..toss import Payment as TossPayment
 from ..toss import TossError
 
@@ -503,13 +504,16 @@ def worker_name() -> str:
 def work(
     app: Flask, stop: threading.Event, poll: float = 1.0, wake: threading.Event | None = None
 ) -> None:
-    """Process the inbox until `stop` is set; an event in hand is always finished first."""
+    """Process the inbox and send the mail outbox until `stop` is set; an event in hand is
+    always finished first."""
     name = worker_name()
     logger.info("webhook worker started", extra={"worker": name})
     while not stop.is_set():
         try:
             with app.app_context():
                 handled = run_once(name)
+                # The buyers' e-mail goes out from the same loop (never from a request).
+                handled += mail_sender.drain()
                 db.session.remove()
         except Exception:  # noqa: BLE001 — keep the worker alive through a database hiccup
             logger.exception("webhook worker iteration failed")
