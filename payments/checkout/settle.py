@@ -19,11 +19,12 @@ import logging
 from sqlalchemy import select
 
 from ..core.errors import message_for
-from ..core.models import AuditEntry, Order, Payment
+from ..core.models import AuditEntry, CashReceipt, CashReceiptStatus, Order, Payment
 from ..core.orders import path, record, transition
 from ..core.states import OrderStatus, Source
 from ..extensions import db, toss
 from ..mail import outbox
+from ..toss import CashReceipt as TossCashReceipt
 from ..toss import Payment as TossPayment
 from ..toss import TossError
 
@@ -288,7 +289,28 @@ def _store_payment(order: Order, p: TossPayment) -> Payment:
     if order.payment is None:
         db.session.add(row)
         order.payment = row
+    if p.cash_receipt is not None and p.cash_receipt.receipt_key:
+        _store_cash_receipt(order, p.cash_receipt)
     return row
+
+
+def _store_cash_receipt(order: Order, issued: TossCashReceipt) -> None:
+    """The receipt Toss issued with the payment (the buyer asked for one in the payment window):
+    the order's one receipt, shown to shopper and operator."""
+    row = db.session.scalars(select(CashReceipt).where(CashReceipt.order_pk == order.id)).first()
+    if row is None:
+        row = CashReceipt(order_pk=order.id, origin="payment", canceled_amount=0)
+        db.session.add(row)
+    elif row.origin != "payment":
+        return  # an operator's receipt already stands for this order
+    row.receipt_type = (issued.type or "")[:8]
+    row.receipt_key = issued.receipt_key
+    row.issue_number = issued.issue_number
+    row.receipt_url = issued.receipt_url
+    row.issue_status = issued.issue_status
+    row.amount = issued.amount or order.amount
+    row.tax_free_amount = issued.tax_free_amount or 0
+    row.status = CashReceiptStatus.ISSUED
 
 
 def _reject_mismatch(order: Order, payment: TossPayment, source: Source, *, cancel: bool) -> None:

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from . import confirm as confirming
-from . import helpers, idempotency
+from . import helpers, idempotency, receipts
 from .cancel import cancel as cancel_payment
 from .db import db
 from .errors import CODE_RE, SandboxError
@@ -172,4 +172,39 @@ def cancel(payment_key: str) -> Response:
         "POST",
         _url(),
         lambda: json_response(cancel_payment(payment_key, body)),
+    )
+
+
+@bp.post("/cash-receipts")
+def issue_cash_receipt() -> Response:
+    """Issue a cash receipt."""
+    auth = authenticate()
+    key = request.headers.get("Idempotency-Key")
+    idempotency.check_key(key)
+    raise_test_code()
+    body = _body()
+    origin = request.host_url.rstrip("/")
+    return idempotency.run(
+        key,
+        auth.secret_key,
+        "POST",
+        _url(),
+        lambda: json_response(receipts.issue(body, origin)),
+    )
+
+
+@bp.post("/cash-receipts/<receipt_key>/cancel")
+def cancel_cash_receipt(receipt_key: str) -> Response:
+    """Cancel a cash receipt, all of it or `amount` of it."""
+    auth = authenticate()
+    key = request.headers.get("Idempotency-Key")
+    idempotency.check_key(key)
+    raise_test_code()
+    body = _body()
+    return idempotency.run(
+        key,
+        auth.secret_key,
+        "POST",
+        _url(),
+        lambda: json_response(receipts.cancel(receipt_key, body)),
     )

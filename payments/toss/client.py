@@ -19,7 +19,7 @@ from urllib.parse import quote
 import requests
 
 from .errors import TossError, TossNetworkError, error_from_response
-from .types import Payment
+from .types import CashReceipt, Payment
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,39 @@ class TossClient:
         path = f"/v1/payments/{quote(payment_key, safe='')}/cancel"
         return self._payment("POST", path, body, idempotency_key)
 
+    def issue_cash_receipt(
+        self,
+        *,
+        amount: int,
+        order_id: str,
+        order_name: str,
+        customer_identity_number: str,
+        receipt_type: str,
+        idempotency_key: str,
+        tax_free_amount: int | None = None,
+    ) -> CashReceipt:
+        """Issue a cash receipt (POST /v1/cash-receipts); `receipt_type` is 소득공제 (income
+        deduction: a phone or cash-receipt card number) or 지출증빙 (proof of expense: a
+        business registration number)."""
+        body: dict[str, Any] = {
+            "amount": amount,
+            "orderId": order_id,
+            "orderName": order_name,
+            "customerIdentityNumber": customer_identity_number,
+            "type": receipt_type,
+        }
+        if tax_free_amount is not None:
+            body["taxFreeAmount"] = tax_free_amount
+        return self._cash_receipt("/v1/cash-receipts", body, idempotency_key)
+
+    def cancel_cash_receipt(
+        self, receipt_key: str, *, idempotency_key: str, amount: int | None = None
+    ) -> CashReceipt:
+        """Cancel a cash receipt, all of it (no amount) or `amount` of it."""
+        body: dict[str, Any] = {} if amount is None else {"amount": amount}
+        path = f"/v1/cash-receipts/{quote(receipt_key, safe='')}/cancel"
+        return self._cash_receipt(path, body, idempotency_key)
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def _payment(
@@ -126,6 +159,15 @@ class TossClient:
             raise TossError(
                 "INVALID_RESPONSE", str(exc), 200, outcome_unknown=method == "POST"
             ) from exc
+
+    def _cash_receipt(self, path: str, body: dict[str, Any], key: str) -> CashReceipt:
+        data = self._request("POST", path, body, key)
+        receipt = CashReceipt.from_dict(data)
+        if not receipt.receipt_key:
+            raise TossError(
+                "INVALID_RESPONSE", "cash receipt without receiptKey", 200, outcome_unknown=True
+            )
+        return receipt
 
     def _request(
         self,

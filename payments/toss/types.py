@@ -96,6 +96,43 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class CashReceipt:
+    """A cash receipt (현금영수증): the Payment's `cashReceipt` (type, receiptKey, issueNumber,
+    receiptUrl, amount, taxFreeAmount) or the answer of the cash-receipt API, which adds
+    orderId, issueStatus (IN_PROGRESS, COMPLETED, FAILED), transactionType (CONFIRM, CANCEL),
+    failure and requestedAt."""
+
+    receipt_key: str | None
+    type: str | None
+    issue_number: str | None
+    receipt_url: str | None
+    amount: int | None
+    tax_free_amount: int | None
+    order_id: str | None = None
+    issue_status: str | None = None
+    transaction_type: str | None = None
+    failure_code: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CashReceipt:
+        failure = _dict(d, "failure")
+        return cls(
+            receipt_key=_str(d, "receiptKey"),
+            type=_str(d, "type"),
+            issue_number=_str(d, "issueNumber"),
+            receipt_url=_str(d, "receiptUrl"),
+            amount=_int(d, "amount"),
+            tax_free_amount=_int(d, "taxFreeAmount"),
+            order_id=_str(d, "orderId"),
+            issue_status=_str(d, "issueStatus"),
+            transaction_type=_str(d, "transactionType"),
+            failure_code=_str(failure, "code") if failure else None,
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
 class Payment:
     """The fields this shop relies on; `raw` keeps the whole answer for the record."""
 
@@ -124,6 +161,9 @@ class Payment:
     failure_code: str | None = None
     failure_message: str | None = None
     is_partial_cancelable: bool | None = None
+    # Issued with the payment (transfer, virtual account); None unless the buyer asked for one.
+    cash_receipt: CashReceipt | None = None
+    use_escrow: bool | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -140,6 +180,7 @@ class Payment:
         receipt = _dict(d, "receipt")
         checkout = _dict(d, "checkout")
         failure = _dict(d, "failure")
+        cash_receipt = _dict(d, "cashReceipt")
         cancels_raw = d.get("cancels")
         cancels = (
             tuple(Cancel.from_dict(c) for c in cancels_raw or () if isinstance(c, dict))
@@ -172,5 +213,7 @@ class Payment:
             failure_code=_str(failure, "code") if failure else None,
             failure_message=_str(failure, "message") if failure else None,
             is_partial_cancelable=_bool(d, "isPartialCancelable"),
+            cash_receipt=CashReceipt.from_dict(cash_receipt) if cash_receipt else None,
+            use_escrow=_bool(d, "useEscrow"),
             raw=d,
         )
