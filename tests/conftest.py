@@ -21,7 +21,7 @@ import payments.config
 from payments.core.models import Order, Product
 from payments.extensions import db
 from payments.shop.catalog import create_order, seed_catalog
-from tests.helpers import Shopper, WebhookReceiver, make_app
+from tests.helpers import BUYER, Shopper, WebhookReceiver, make_app
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -149,7 +149,7 @@ def order_factory(app: Flask) -> Callable[..., Order]:
     def make(cart: dict[str, int] | None = None) -> Order:
         with app.app_context():
             ids = list(db.session.scalars(select(Product.id).order_by(Product.id)))
-            order = create_order(cart or {str(ids[0]): 1}, "cust_test_customer")
+            order = create_order(cart or {str(ids[0]): 1}, "cust_test_customer", BUYER)
             db.session.refresh(order)
             db.session.expunge(order)
             return order

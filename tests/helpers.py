@@ -35,12 +35,26 @@ from payments.sandbox import Clock, SandboxSettings, SandboxState, state
 from payments.sandbox import create_app as create_sandbox_app
 from payments.sandbox.db import db as sandbox_db
 from payments.sandbox.testing import SandboxDriver
+from payments.shop.catalog import Buyer
 
 T = TypeVar("T")
 
 TOSS = "https://api.tosspayments.com"
 CONFIRM_URL = f"{TOSS}/v1/payments/confirm"
 # Keys the sandbox accepts; tests never carry real or docs keys.
+# A valid buyer for every order a test places (the form's field names and the service's Buyer).
+BUYER_FORM = {
+    "buyer_name": "김토스",
+    "buyer_email": "buyer@example.com",
+    "buyer_phone": "01012345678",
+    "postcode": "06236",
+    "address": "서울특별시 강남구 테헤란로 142",
+    "address_detail": "4층",
+}
+BUYER = Buyer(
+    "김토스", "buyer@example.com", "01012345678", "06236", "서울특별시 강남구 테헤란로 142", "4층"
+)
+
 CLIENT_KEY = "test_gck_sandbox"
 SECRET_KEY = "test_gsk_sandbox"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -263,7 +277,7 @@ class Shopper:
         ids = self.product_ids()
         for product_id, quantity in (cart or {ids[0]: 2, ids[1]: 1}).items():
             self.add(product_id, quantity)
-        resp = self.client.post("/orders")
+        resp = self.client.post("/orders", data=BUYER_FORM)
         assert resp.status_code == 303, resp.get_data(as_text=True)
         return str(resp.headers["Location"].rsplit("/", 1)[-1])
 

@@ -21,7 +21,7 @@ from payments.ops.sandbox import INPROCESS_TOSS
 from payments.sandbox import SandboxSettings
 from payments.sandbox.settings import SettingsError
 from payments.shop.catalog import seed_catalog
-from tests.helpers import dispose, make_app
+from tests.helpers import BUYER_FORM, dispose, make_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -623,7 +623,7 @@ def test_production_toss_return_urls_ignore_a_forged_host(database_url: str) -> 
         client = app.test_client()
         host = {"base_url": "https://evil.example"}
         client.post("/cart", data={"product_id": "1"}, **host)
-        checkout = client.post("/orders", follow_redirects=True, **host)
+        checkout = client.post("/orders", data=BUYER_FORM, follow_redirects=True, **host)
         assert checkout.status_code == 200
         page = checkout.get_data(as_text=True)
         assert 'data-success-url="https://shop.example.kr/checkout/success"' in page

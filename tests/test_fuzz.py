@@ -30,7 +30,7 @@ from payments.core.models import Order, Payment, Refund, WebhookEvent
 from payments.extensions import db
 from payments.shop.catalog import seed_catalog
 from payments.webhooks.inbox import classify, parse_body
-from tests.helpers import dispose, sandbox_app
+from tests.helpers import BUYER_FORM, dispose, sandbox_app
 
 SETTINGS = settings(
     max_examples=400,
@@ -58,7 +58,10 @@ json_values = st.recursive(
 )
 field_names = st.sampled_from(
     ["paymentKey", "orderId", "amount", "product_id", "quantity", "action", "code", "message",
-     "eventType", "data", "secret", "status", "t", "q", "reason", "csrf_token", "return_to"]
+     "eventType", "data", "secret", "status", "t", "q", "reason", "csrf_token", "return_to",
+     "buyer_name", "buyer_email", "buyer_phone", "postcode", "address", "address_detail",
+     "order_id", "email", "step", "carrier", "tracking_number", "restock", "receipt_type",
+     "identity_number"]
 )  # fmt: skip
 field_values = st.one_of(
     st.text(max_size=80),
@@ -99,7 +102,7 @@ def fuzz(database_url: str) -> Iterator[Fuzz]:
         seed_catalog()
     shopper = app.test_client()
     assert shopper.post("/cart", data={"action": "add", "product_id": "1"}).status_code == 303
-    created = shopper.post("/orders")
+    created = shopper.post("/orders", data=BUYER_FORM)
     assert created.status_code == 303
     found = Fuzz(app, shopper, app.test_client(), created.headers["Location"].rsplit("/", 1)[-1])
     found.login()
@@ -254,7 +257,10 @@ FIELDS = ["paymentKey", "orderId", "amount", "paymentType", "code", "message", "
           "from", "to", "page", "next", "password", "product_id", "quantity", "action",
           "reason", "bank", "account_number", "holder_name", "refund_token", "return_to",
           "scenario", "clientKey", "customerKey", "orderName", "method", "cancelAmount",
-          "cancelReason", "secret", "webhookUrl", "card_number", "t", "key"]  # fmt: skip
+          "cancelReason", "secret", "webhookUrl", "card_number", "t", "key", "buyer_name",
+          "buyer_email", "buyer_phone", "postcode", "address", "address_detail", "order_id",
+          "email", "step", "carrier", "tracking_number", "restock", "receipt_type",
+          "identity_number"]  # fmt: skip
 BAD_JSON = [
     "[" * 30_000,
     '{"a":' * 5_000,
@@ -298,7 +304,7 @@ def hostile_requests(rule: Rule, method: str, fuzz: Fuzz) -> Iterator[tuple[str,
     bad form and JSON bodies, wrong content types and wrong methods."""
     good = {"order_id": fuzz.order_id, "event_id": 1, "payment_key": "tviva2026fuzz0001",
             "token": "tok_fuzz", "ref": "tviva2026fuzz0001", "action": "cancel",
-            "filename": "css/site.css"}  # fmt: skip
+            "filename": "css/site.css", "message_id": 1, "receipt_key": "cr_fuzz"}  # fmt: skip
     path = _path_with(rule, {a: good[a] for a in rule.arguments})
     if rule.arguments:
         for segment in BAD_SEGMENTS:

@@ -22,7 +22,7 @@ import requests
 from werkzeug.security import generate_password_hash
 
 from payments.sandbox.testing import SandboxDriver
-from tests.helpers import csrf_token, free_port
+from tests.helpers import BUYER_FORM, csrf_token, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -83,7 +83,9 @@ def test_single_sync_worker_completes_a_checkout(gunicorn_shop: str, scenario: s
     )
     cart = shopper.get(gunicorn_shop + "/cart", timeout=10).text
     checkout = shopper.post(
-        gunicorn_shop + "/orders", data={"csrf_token": csrf_token(cart)}, timeout=10
+        gunicorn_shop + "/orders",
+        data={"csrf_token": csrf_token(cart), **BUYER_FORM},
+        timeout=10,
     )
     assert re.search(r"/checkout/[A-Za-z0-9_-]{20,}$", checkout.url)
     page = checkout.text

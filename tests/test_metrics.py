@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from payments.admin.refunds import request_refund
 from payments.webhooks.worker import run_once
 from tests.helpers import (
+    BUYER_FORM,
     CONFIRM_URL,
     TOSS,
     csrf_token,
@@ -181,7 +182,7 @@ def test_several_workers_add_up(two_workers: tuple[str, Path]) -> None:
         shopper.post(base + "/cart", data={"product_id": "1", "csrf_token": token}, timeout=10)
         cart = shopper.get(base + "/cart", timeout=10).text
         token = csrf_token(cart)
-        order_id = shopper.post(base + "/orders", data={"csrf_token": token},
+        order_id = shopper.post(base + "/orders", data={"csrf_token": token, **BUYER_FORM},
                                 timeout=10).url.rsplit("/", 1)[-1]  # fmt: skip
         resp = requests.post(
             base + "/api/payment/verify",

@@ -15,7 +15,15 @@ from payments.checkout.routes import public_url
 from payments.core.models import Order, OrderLine, Product
 from payments.extensions import db
 from payments.shop.catalog import seed_catalog
-from tests.helpers import CONFIRM_URL, audit, csrf_token, get_order, make_app, payment_json
+from tests.helpers import (
+    BUYER_FORM,
+    CONFIRM_URL,
+    audit,
+    csrf_token,
+    get_order,
+    make_app,
+    payment_json,
+)
 
 
 def test_catalog_lists_seeded_products_in_korean_won(client: FlaskClient) -> None:
@@ -112,7 +120,7 @@ def test_order_ids_are_unique_and_unguessable(place_order: Callable[..., str]) -
 
 
 def test_empty_cart_cannot_be_ordered(client: FlaskClient) -> None:
-    resp = client.post("/orders")
+    resp = client.post("/orders", data=BUYER_FORM)
     assert resp.status_code == 400
     assert "장바구니가 비어 있습니다" in resp.get_data(as_text=True)
 

@@ -30,7 +30,16 @@ from sqlalchemy import func, select
 from payments.core.models import Payment, WebhookEvent
 from payments.extensions import db
 from payments.sandbox.testing import SandboxDriver, Window
-from tests.helpers import csrf_token, dispose, free_port, get_order, make_app, race, transitions
+from tests.helpers import (
+    BUYER_FORM,
+    csrf_token,
+    dispose,
+    free_port,
+    get_order,
+    make_app,
+    race,
+    transitions,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -179,7 +188,9 @@ def order_across_servers(cluster: Cluster, shopper: requests.Session) -> dict[st
     cart = shopper.get(cluster.b.base + "/cart", timeout=10).text
     assert f'data-product-id="{product_id}"' in cart  # B reads the cart A wrote
     checkout = shopper.post(
-        cluster.b.base + "/orders", data={"csrf_token": csrf_token(cart)}, timeout=10
+        cluster.b.base + "/orders",
+        data={"csrf_token": csrf_token(cart), **BUYER_FORM},
+        timeout=10,
     )
     assert checkout.status_code == 200, checkout.text
     assert re.search(r"/checkout/[A-Za-z0-9_-]{20,}$", checkout.url), checkout.url
@@ -372,7 +383,14 @@ def test_both_servers_spend_one_rate_limit_budget_in_redis(
         statuses = []
         for i in range(8):
             server = both.a if i % 2 == 0 else both.b
-            resp = requests.post(server.base + "/api/payment/verify", json={}, timeout=10)
+            # A kept-alive idle connection would hold a gunicorn thread, and so the servers'
+            # graceful stop, until the test's kill deadline.
+            resp = requests.post(
+                server.base + "/api/payment/verify",
+                json={},
+                headers={"Connection": "close"},
+                timeout=10,
+            )
             statuses.append((server.name, resp.status_code, resp.json()["code"]))
     assert [s[1] for s in statuses[:6]] == [400] * 6  # 3 on each server, one budget of 6
     assert [s[1:] for s in statuses[6:]] == [(429, "TOO_MANY_REQUESTS")] * 2

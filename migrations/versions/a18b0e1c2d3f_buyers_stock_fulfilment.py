@@ -6,7 +6,7 @@ Create Date: 2026-12-02 07:35:56.667419
 
 Orders gain the buyer (name, e-mail, phone digits), the delivery address, whether the order holds
 stock (`stock_reserved`) and the delivery step with its carrier and tracking number. Products
-gain `stock`, never below zero.
+gain `stock`, never below zero; a refund records whether the operator asked to restock.
 
 Old rows stay valid: their buyer fields are empty (new orders require them in the service), they
 hold no stock (so releasing them returns nothing), their delivery step is NONE, and existing
@@ -46,6 +46,7 @@ def upgrade():
         op.add_column('orders', sa.Column(name, sa.String(length=length), nullable=True))
     op.add_column('orders', sa.Column('stock_reserved', sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column('orders', sa.Column('carrier', sa.String(length=40), nullable=True))
+    op.add_column('refunds', sa.Column('restock', sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column('orders', sa.Column('tracking_number', sa.String(length=40), nullable=True))
     if _sqlite():
         op.execute(
@@ -66,6 +67,7 @@ def upgrade():
 def downgrade():
     # Dropping a column drops its CHECK with it (PostgreSQL, and SQLite's column constraints).
     op.drop_column('products', 'stock')
+    op.drop_column('refunds', 'restock')
     for name in (
         'fulfilment',
         'tracking_number',

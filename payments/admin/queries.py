@@ -23,7 +23,17 @@ from ..core.clock import KST
 from ..core.errors import invalid
 from ..core.models import AuditEntry, Order, Payment, Refund, WebhookEvent
 from ..core.orders import find_order
-from ..core.states import IN_FLIGHT, REFUNDABLE, REFUNDED, OrderStatus, RefundStatus, WebhookStatus
+from ..core.states import (
+    FULFILMENT_NEXT,
+    IN_FLIGHT,
+    REFUNDABLE,
+    REFUNDED,
+    SHIPPABLE,
+    FulfilmentStatus,
+    OrderStatus,
+    RefundStatus,
+    WebhookStatus,
+)
 from ..extensions import db
 
 S = OrderStatus
@@ -129,6 +139,9 @@ class OrderRow:
     payment_key: str | None
     method: str | None
     refunded: int
+    buyer_name: str | None = None
+    buyer_email: str | None = None
+    fulfilment_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,14 +179,18 @@ def _order_conditions(f: OrderFilters) -> list[ColumnElement[bool]]:
     if f.date_to:
         conds.append(Order.created_at < kst_day_start(f.date_to + timedelta(days=1)))
     if f.q:
-        conds.append(
-            or_(
-                Order.order_id.startswith(f.q, autoescape=True),
-                Order.payment_key == f.q,
-                Payment.payment_key == f.q,
-                Order.order_name.icontains(f.q, autoescape=True),
-            )
-        )
+        matches = [
+            Order.order_id.startswith(f.q, autoescape=True),
+            Order.payment_key == f.q,
+            Payment.payment_key == f.q,
+            Order.order_name.icontains(f.q, autoescape=True),
+            # The buyer: the whole e-mail (any case), or a phone number with or without hyphens.
+            func.lower(Order.buyer_email) == f.q.lower(),
+        ]
+        phone = re.sub(r"[\s-]", "", f.q)
+        if re.fullmatch(r"[0-9]{8,15}", phone):
+            matches.append(Order.buyer_phone == phone)
+        conds.append(or_(*matches))
     return conds
 
 
@@ -209,6 +226,9 @@ def list_orders(f: OrderFilters, per_page: int = PER_PAGE) -> OrderPage:
             payment_key=payment.payment_key if payment else order.payment_key,
             method=payment.method if payment else None,
             refunded=int(row_refunded or 0),
+            buyer_name=order.buyer_name,
+            buyer_email=order.buyer_email,
+            fulfilment_label=order.fulfilment_label,
         )
         for order, payment, row_refunded in result
     ]
@@ -247,6 +267,13 @@ class OrderDetail:
     @property
     def virtual_account(self) -> bool:
         return self.payment is not None and self.payment.is_virtual_account
+
+    @property
+    def next_step(self) -> FulfilmentStatus | None:
+        """The delivery step an operator may take now (None: not paid, or delivered)."""
+        if self.order.status not in SHIPPABLE:
+            return None
+        return FULFILMENT_NEXT.get(self.order.fulfilment)
 
 
 def order_detail(order_id: str) -> OrderDetail | None:

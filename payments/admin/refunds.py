@@ -18,12 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..checkout.settle import apply_payment
-from ..core import metrics
+from ..core import metrics, stock
 from ..core.clock import utcnow
 from ..core.errors import ServiceError, invalid, message_for
 from ..core.models import Payment, Refund
 from ..core.orders import find_order, record
-from ..core.states import REFUNDABLE, RefundStatus, Source
+from ..core.states import REFUNDABLE, OrderStatus, RefundStatus, Source
 from ..extensions import db, toss
 from ..toss import Payment as TossPayment
 from ..toss import RefundAccount, TossError
@@ -69,6 +69,11 @@ def parse_refund_form(
     return amount, reason, account
 
 
+def parse_restock(form: Mapping[str, str]) -> bool:
+    """Whether the operator ticked "재입고" (return the order's units to stock)."""
+    return form.get("restock") in ("1", "on", "true")
+
+
 def refund_request_key(form: Mapping[str, str]) -> str | None:
     """The one-time key a refund form carries (None when absent or malformed)."""
     token = (form.get("refund_token") or "").strip()
@@ -83,11 +88,13 @@ def request_refund(
     operator: str,
     *,
     request_key: str | None = None,
+    restock: bool = False,
 ) -> Refund:
     """Refund `amount` (None: the whole remaining balance) of a paid order through Toss.
 
     `request_key` identifies one submitted form: a repeat (double click, resubmit) gets the
-    first refund's result instead of a second refund.
+    first refund's result instead of a second refund. `restock` (a refund of the whole
+    remaining balance only) returns the order's units to stock once the refund is done.
     """
     if request_key is not None:
         earlier = db.session.execute(
@@ -95,7 +102,7 @@ def request_refund(
         ).scalar_one_or_none()
         if earlier is not None:
             return _repeat(earlier, order_id)
-    refund = _open_refund(order_id, amount, reason, account, operator, request_key)
+    refund = _open_refund(order_id, amount, reason, account, operator, request_key, restock)
     return _call_toss(refund)
 
 
@@ -117,6 +124,7 @@ def _open_refund(
     account: RefundAccount | None,
     operator: str,
     request_key: str | None,
+    restock: bool = False,
 ) -> Refund:
     order = find_order(order_id)
     if order is None:
@@ -135,6 +143,12 @@ def _open_refund(
             f"환불 가능 금액({balance:,}원)을 초과했습니다.",
             http_status=400,
         )
+    if restock and wanted != balance:
+        raise ServiceError(
+            "RESTOCK_NEEDS_FULL_REFUND",
+            "재입고는 남은 금액 전액을 환불할 때만 할 수 있습니다.",
+            http_status=400,
+        )
     # Toss refunds a deposited virtual account only to a bank account the buyer names.
     if payment.is_virtual_account and account is None:
         raise ServiceError("REFUND_ACCOUNT_REQUIRED", http_status=400)
@@ -143,6 +157,7 @@ def _open_refund(
         refund_key=f"refund-{request_key or secrets.token_urlsafe(24)}",
         amount=wanted,
         full=wanted == balance,
+        restock=restock,
         balance_before=balance,
         reason=reason,
         status=RefundStatus.PENDING,
@@ -201,6 +216,9 @@ def _settle(refund: Refund, answer: TossPayment) -> None:
         _fail(refund, "REFUND_NOT_APPLIED", "Toss의 잔액이 환불을 반영하지 않았습니다.")
         raise ServiceError("REFUND_NOT_APPLIED", "환불이 반영되지 않았습니다.", 409)
     apply_payment(order, answer, Source.ADMIN)
+    if refund.restock and order.status == OrderStatus.REFUNDED:
+        # Once, whoever settles the refund (this request or reconcile's retry).
+        stock.release(order, Source.ADMIN, "restock")
     refund.status = RefundStatus.DONE
     refund.completed_at = utcnow()
     refund.transaction_key = answer.cancels[-1].transaction_key if answer.cancels else None

@@ -41,7 +41,8 @@ from ..core.states import LABELS_KO, WebhookStatus
 from ..webhooks.worker import replay as replay_webhooks
 from . import queries
 from .chart import bar_chart
-from .refunds import parse_refund_form, refund_request_key, request_refund
+from .fulfilment import advance, parse_step_form
+from .refunds import parse_refund_form, parse_restock, refund_request_key, request_refund
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ EVENT_LABELS = {
     "refund_requested": "환불 요청",
     "refund_failed": "환불 실패",
     "other_payment": "다른 결제창의 결제",
+    "stock_released": "재고 반환",
+    "fulfilment": "배송 단계",
 }
 WEBHOOK_LABELS = {
     "PENDING": "대기",
@@ -212,7 +215,7 @@ def refund(order_id: str) -> Response | tuple[str, int]:
         amount, reason, account = parse_refund_form(request.form)
         done = request_refund(
             order_id, amount, reason, account, OPERATOR,
-            request_key=refund_request_key(request.form),
+            request_key=refund_request_key(request.form), restock=parse_restock(request.form),
         )  # fmt: skip
     except ServiceError as exc:
         if exc.code == "ORDER_NOT_FOUND":
@@ -220,6 +223,20 @@ def refund(order_id: str) -> Response | tuple[str, int]:
         page = _detail_page(order_id, form=request.form, refund_error=exc)
         return page, exc.http_status
     flash(f"환불되었습니다: {done.amount:,}원")
+    return redirect(url_for(".order", order_id=order_id), 303)
+
+
+@bp.post("/orders/<order_id>/fulfilment")
+def fulfilment(order_id: str) -> Response | tuple[str, int]:
+    try:
+        step, carrier, tracking = parse_step_form(request.form)
+        done = advance(order_id, step, OPERATOR, carrier=carrier, tracking_number=tracking)
+    except ServiceError as exc:
+        if exc.code == "ORDER_NOT_FOUND":
+            abort(404)
+        page = _detail_page(order_id, form=request.form, fulfilment_error=exc)
+        return page, exc.http_status
+    flash(f"배송 단계를 {done.fulfilment_label}(으)로 바꿨습니다.")
     return redirect(url_for(".order", order_id=order_id), 303)
 
 

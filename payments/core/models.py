@@ -329,6 +329,8 @@ class Refund(Base):
     refund_key: Mapped[str] = mapped_column(String(64), unique=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     full: Mapped[bool] = mapped_column(default=False)
+    # The operator asked for the order's units back on the shelf (a full refund only).
+    restock: Mapped[bool] = mapped_column(default=False, server_default=false())
     balance_before: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(200))
     status: Mapped[RefundStatus] = mapped_column(
@@ -402,9 +404,7 @@ class MailMessage(Base):
     subject: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     html: Mapped[str] = mapped_column(Text)
-    status: Mapped[MailStatus] = mapped_column(
-        str_enum(MailStatus, 16), default=MailStatus.PENDING
-    )
+    status: Mapped[MailStatus] = mapped_column(str_enum(MailStatus, 16), default=MailStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

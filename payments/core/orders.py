@@ -3,7 +3,8 @@ every status write goes.
 
 A move is a conditional UPDATE on the status we read, so the database decides races between
 tabs, the JSON API, webhooks and workers: the loser's UPDATE matches no row and changes nothing.
-Callers (the services) commit.
+A move that ends an unpaid order gives its stock back (`stock.py`). Callers (the services)
+commit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
+from . import stock
 from .clock import utcnow
 from .models import AuditEntry, Order, Payment, Refund
 from .states import OrderStatus, Source
@@ -121,6 +123,10 @@ def transition(
         "order status changed",
         extra={"order_id": order.order_id, "from": src.value, "to": to.value, "source": source},
     )
+    if to in stock.UNPAID_ENDS:
+        # Every path that ends an unpaid order (expiry, a failure, a cancelled virtual account)
+        # comes through here, so its units go back with the move, in the same transaction.
+        stock.release(order, source, to.value)
     return True
 
 

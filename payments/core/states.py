@@ -76,6 +76,14 @@ SETTLED = frozenset({S.PAID, S.PARTIALLY_REFUNDED, S.REFUNDED, S.AWAITING_DEPOSI
 IN_FLIGHT = frozenset({S.CONFIRMING, S.NEEDS_RECONCILE})
 REFUNDABLE = frozenset({S.PAID, S.PARTIALLY_REFUNDED})
 REFUNDED = frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED})
+# Orders whose delivery may move: the money is in (what a partial refund left still ships).
+SHIPPABLE = frozenset({S.PAID, S.PARTIALLY_REFUNDED})
+# The one way through delivery: each step and the step it follows (none is skipped or repeated).
+FULFILMENT_NEXT: dict[FulfilmentStatus, FulfilmentStatus] = {
+    FulfilmentStatus.NONE: FulfilmentStatus.PREPARING,
+    FulfilmentStatus.PREPARING: FulfilmentStatus.SHIPPED,
+    FulfilmentStatus.SHIPPED: FulfilmentStatus.DELIVERED,
+}
 
 LABELS_KO: dict[OrderStatus, str] = {
     S.PENDING: "결제 대기",

@@ -33,6 +33,9 @@ LIMITS: dict[str, tuple[str, str]] = {
     "admin.login_submit": ("ADMIN_LOGIN_LIMIT", "5 per minute"),
     "shop.update_cart": ("RATELIMIT_SHOP", "300 per minute"),
     "shop.create": ("RATELIMIT_SHOP", "300 per minute"),
+    # A guest's orderId + e-mail: a script guessing e-mails for a known orderId is slowed to
+    # a crawl, a shopper who mistypes a few times is not.
+    "shop.lookup_submit": ("RATELIMIT_LOOKUP", "10 per minute;60 per hour"),
 }
 
 

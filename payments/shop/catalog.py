@@ -1,11 +1,13 @@
 """The shop's side of an order: the catalog, the cart, and creating an order from a cart.
 
 The amount of an order is summed here from catalog prices and stored before the widget opens;
-the browser never supplies it.
+the browser never supplies it. Creating the order takes its units out of stock in the same
+transaction (`core/stock.py`), all or nothing.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import secrets
@@ -16,8 +18,10 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import select
 
+from ..core import stock
 from ..core.errors import ServiceError, invalid
 from ..core.models import AuditEntry, Order, OrderLine, Product
+from ..core.orders import find_order
 from ..core.states import OrderStatus, Source
 from ..extensions import db
 
@@ -42,20 +46,25 @@ class CatalogItem:
     price: int
     emoji: str
     color: str
+    stock: int
+
+    @property
+    def sold_out(self) -> bool:
+        return self.stock <= 0
 
 
 def catalog_items() -> list[CatalogItem]:
     """The active products for the catalog page, read at most every CATALOG_CACHE_SECONDS.
 
-    A shown price may lag an edit by that long; what an order costs never does (`create_order`
-    prices the cart from the database).
+    A shown price or stock count may lag by that long; what an order costs and whether its
+    units are there never do (`create_order` reads and takes them in the database).
     """
     cached: tuple[float, list[CatalogItem]] | None = current_app.extensions.get("catalog_cache")
     now = time.monotonic()
     if cached is not None and now < cached[0]:
         return cached[1]
     items = [
-        CatalogItem(p.id, p.name, p.description, p.price, p.emoji, p.color)
+        CatalogItem(p.id, p.name, p.description, p.price, p.emoji, p.color, p.stock)
         for p in db.session.execute(
             select(Product).where(Product.active.is_(True)).order_by(Product.id)
         ).scalars()
@@ -75,6 +84,22 @@ class CartLine:
     @property
     def total(self) -> int:
         return self.product.price * self.quantity
+
+    @property
+    def short(self) -> bool:
+        """Fewer units left than the cart holds (the order would be refused)."""
+        return self.quantity > self.product.stock
+
+
+def sold_out(product: Product) -> ServiceError:
+    """The cart's message for a product with too few units left (409: nothing changed)."""
+    if product.stock <= 0:
+        message = f"{product.name}은(는) 품절되었습니다. 장바구니에서 빼고 주문해주세요."
+    else:
+        message = (
+            f"{product.name}의 남은 수량은 {product.stock}개입니다. 수량을 줄여 다시 주문해주세요."
+        )
+    return ServiceError("SOLD_OUT", message, 409)
 
 
 def parse_quantity(raw: object) -> int:
@@ -120,6 +145,8 @@ def change_cart(
         del new[key]
         return new
     qty = parse_quantity(quantity if quantity not in (None, "") or action == "update" else "1")
+    if action == "add" and product.sold_out:
+        raise sold_out(product)
     if action == "add":
         qty = new.get(key, 0) + qty
         if qty > MAX_QUANTITY:
@@ -158,23 +185,53 @@ def order_name_for(names: list[str]) -> str:
     return first + suffix
 
 
-def create_order(cart: Mapping[str, int], customer_key: str) -> Order:
-    """Create a PENDING order from the cart with the amount summed here from catalog prices.
+@dataclass(frozen=True)
+class Buyer:
+    """Who pays and where the order goes, already validated (`shop/forms.py: OrderForm`)."""
 
-    The amount is fixed before the widget opens; the browser never supplies it.
+    name: str
+    email: str
+    phone: str  # digits only, 8–15 (Toss's customerMobilePhone)
+    postcode: str
+    address: str
+    address_detail: str = ""
+
+
+def create_order(cart: Mapping[str, int], customer_key: str, buyer: Buyer) -> Order:
+    """Create a PENDING order from the cart with the amount summed here from catalog prices,
+    and take its units out of stock, all in one transaction.
+
+    The amount is fixed before the widget opens; the browser never supplies it. Too few units
+    of any product: SOLD_OUT (409) and nothing is taken or stored.
     """
+    if not (buyer.name and buyer.email and buyer.phone and buyer.postcode and buyer.address):
+        raise invalid("주문자 정보와 배송지를 입력해주세요.")
     lines = cart_lines(cart)
     if not lines:
         raise ServiceError("CART_EMPTY", "장바구니가 비어 있습니다.", 400)
     amount = sum(line.total for line in lines)
     if amount > MAX_ORDER_AMOUNT:
         raise invalid("한 번에 결제할 수 있는 금액을 초과했습니다.")
+    short = stock.take({line.product.id: line.quantity for line in lines})
+    if short is not None:
+        db.session.rollback()
+        product = db.session.get(Product, short)
+        if product is None:  # deleted meanwhile: the cart drops it on the next view
+            raise ServiceError("PRODUCT_NOT_FOUND", "존재하지 않는 상품입니다.", 404)
+        raise sold_out(product)
     order = Order(
         order_id=new_order_id(),
         order_name=order_name_for([line.product.name for line in lines]),
         customer_key=customer_key,
         amount=amount,
         status=OrderStatus.PENDING,
+        buyer_name=buyer.name,
+        buyer_email=buyer.email,
+        buyer_phone=buyer.phone,
+        postcode=buyer.postcode,
+        address=buyer.address,
+        address_detail=buyer.address_detail or None,
+        stock_reserved=True,
         lines=[
             OrderLine(
                 product_id=line.product.id,
@@ -200,6 +257,20 @@ def create_order(cart: Mapping[str, int], customer_key: str) -> Order:
     db.session.commit()
     logger.info("order created", extra={"order_id": order.order_id, "amount": amount})
     return order
+
+
+def find_for_guest(order_id: str, email: str) -> Order | None:
+    """The order when `email` is the one its buyer gave (case-insensitive), else None.
+
+    An unknown orderId and a wrong e-mail cost the same comparison and give the same None, so
+    the answer (and its timing) does not tell whether the orderId exists.
+    """
+    order = find_order(order_id)
+    stored = order.buyer_email if order is not None and order.buyer_email else ""
+    # Never equal to a typed address (no "@" at the end of one), for a miss or an old order.
+    expected = stored.casefold() if stored else "\x00unknown@"
+    same = hmac.compare_digest(expected.encode(), email.strip().casefold().encode())
+    return order if same and order is not None else None
 
 
 def new_order_id() -> str:

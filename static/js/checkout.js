@@ -34,6 +34,11 @@
           orderName: d.orderName,
           successUrl: d.successUrl,
           failUrl: d.failUrl,
+          // The buyer as stored with the order (validated to Toss's rules on the server);
+          // null for an order placed before buyers were asked for.
+          customerName: d.customerName || null,
+          customerEmail: d.customerEmail || null,
+          customerMobilePhone: d.customerMobilePhone || null,
         });
       } catch (err) {
         // On a PC the SDK shows the window over this page; closing it rejects with USER_CANCEL
