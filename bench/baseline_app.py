@@ -1,15 +1,23 @@
-"""The bare stack the product is measured against: Flask, Jinja and Flask-SQLAlchemy on psycopg 3.
+"""The bare stack the product is measured against: Flask, Jinja, Flask-SQLAlchemy on psycopg 3
+and requests.
 
 No product code: what any Flask app on this stack pays per request, under the same gunicorn
 settings (`gunicorn bench.baseline_app:app -c gunicorn.conf.py`), so bench/run.py can express the
 product's figures as ratios that hold on a noisy machine.
 
 Routes
-  GET  /text    a plain-text answer
-  GET  /page    a Jinja page (a base layout and a loop over eight items, like the catalog)
-  POST /insert  one SQLAlchemy insert of the JSON body, then a JSON answer (like a webhook ack)
+  GET  /text               a plain-text answer
+  GET  /page               a Jinja page (a base layout and a loop over eight items, like the
+                           catalog)
+  POST /insert             one SQLAlchemy insert of the JSON body, then a JSON answer
+  GET  /checkout/success   the bare Flask confirmation (the peer of the product's): one
+                           `requests` POST of paymentKey, orderId and amount to Toss's confirm
+                           (BASELINE_TOSS_API_BASE, Basic auth with BASELINE_TOSS_SECRET_KEY), one
+                           insert of the answer, then a 303 to /orders/<orderId>
+  GET  /healthz            {"status": "ok"}
 
-BASELINE_DATABASE_URL names its PostgreSQL database; bench/run.py creates `baseline_hits` there.
+BASELINE_DATABASE_URL names its PostgreSQL database; bench/run.py creates `baseline_hits` and
+`baseline_confirms` there.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ import json
 import os
 from datetime import UTC, datetime
 
-from flask import Flask, jsonify, render_template, request
+import requests
+from flask import Flask, jsonify, redirect, render_template, request
 from flask_sqlalchemy import SQLAlchemy
 from jinja2 import DictLoader
 from sqlalchemy import BigInteger, DateTime, Text
@@ -38,6 +47,17 @@ class Hit(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     body: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Confirmation(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "baseline_confirms"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(Text, nullable=False)
+    payment_key: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    payment: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
@@ -87,6 +107,15 @@ def create_app() -> Flask:
     )
     app.jinja_loader = DictLoader(TEMPLATES)  # type: ignore[assignment]
     db.init_app(app)
+    toss_base = os.environ.get("BASELINE_TOSS_API_BASE", "").rstrip("/")
+    toss_key = os.environ.get("BASELINE_TOSS_SECRET_KEY", "")
+    toss = requests.Session()
+    # As many pooled connections to Toss as confirmations a worker may have in flight.
+    toss.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=1000))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
 
     @app.get("/text")
     def text() -> Response:
@@ -105,6 +134,34 @@ def create_app() -> Flask:
         db.session.add(hit)
         db.session.commit()
         return jsonify(received=True, id=hit.id), 200
+
+    @app.get("/checkout/success")
+    def confirm() -> Response | tuple[Response, int]:
+        order_id = request.args.get("orderId", "")
+        answer = toss.post(
+            f"{toss_base}/v1/payments/confirm",
+            json={
+                "paymentKey": request.args.get("paymentKey", ""),
+                "orderId": order_id,
+                "amount": request.args.get("amount", type=int),
+            },
+            auth=(toss_key, ""),
+            timeout=(5, 30),
+        )
+        payment = answer.json()
+        if answer.status_code != 200:
+            return jsonify(payment), answer.status_code
+        db.session.add(
+            Confirmation(
+                order_id=order_id,
+                payment_key=payment["paymentKey"],
+                status=payment["status"],
+                payment=answer.text,
+                created_at=datetime.now(UTC),
+            )
+        )
+        db.session.commit()
+        return redirect(f"/orders/{order_id}", 303)
 
     return app
 

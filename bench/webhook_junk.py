@@ -1,7 +1,7 @@
 """A real deposit during a flood of junk webhooks: how long until it is applied.
 
 Starts, on loopback: a fake Toss whose every payment lookup takes 200 ms, the product under
-gunicorn (gunicorn.conf.py: 4 gthread workers x 4 threads) on a fresh PostgreSQL database, and
+gunicorn (gunicorn.conf.py's defaults) on a fresh PostgreSQL database, and
 `flask payments worker` processes. A virtual-account order is confirmed through the shop
 (AWAITING_DEPOSIT). Then unsigned PAYMENT_STATUS_CHANGED webhooks naming orders the shop never
 had are posted from one address at --rate per second for --seconds; after --real-at seconds the
@@ -172,11 +172,12 @@ def make_order(root: Path, env: dict[str, str]) -> dict[str, Any]:
         "from payments import create_app\n"
         "from payments.core.models import Product\n"
         "from payments.extensions import db\n"
-        "from payments.shop.catalog import create_order\n"
+        "from payments.shop.catalog import Buyer, create_order\n"
         "app = create_app()\n"
         "with app.app_context():\n"
         "    pid = db.session.scalars(select(Product.id).order_by(Product.id)).first()\n"
-        "    order = create_order({str(pid): 1}, 'cust_bench_webhook_junk')\n"
+        "    buyer = Buyer('김벤치', 'bench@example.com', '01012345678', '06236', '서울 강남구')\n"
+        "    order = create_order({str(pid): 1}, 'cust_bench_webhook_junk', buyer)\n"
         "    import payments\n"
         "    print(json.dumps({'order_id': order.order_id, 'amount': order.amount,"
         " 'code': payments.__file__}))\n"
@@ -197,6 +198,9 @@ def main() -> int:
     parser.add_argument("--toss-delay", type=float, default=0.2)
     parser.add_argument("--give-up", type=float, default=120.0)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to run")
+    parser.add_argument(
+        "--out", type=Path, help="JSON path (default bench/results/webhook-junk-<date>.json)"
+    )
     args = parser.parse_args()
     root = args.root.resolve()
     FakeToss.delay = args.toss_delay
@@ -344,7 +348,7 @@ def main() -> int:
             if root == ROOT
             else "(other checkout)",
             "code_from": FakeToss.order["code"],
-            "gunicorn": "gunicorn.conf.py defaults (4 gthread workers x 4 threads)",
+            "gunicorn": "gunicorn.conf.py defaults",
             "webhook_workers": args.workers,
             "toss_lookup_delay_s": args.toss_delay,
             "rate_limit": f"RATELIMIT_WEBHOOK={NO_LIMIT}",
@@ -378,7 +382,7 @@ def main() -> int:
         with psycopg.connect(PG, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
-    out = ROOT / "bench" / "results" / f"webhook-junk-{datetime.now(UTC):%Y-%m-%d}.json"
+    out = args.out or ROOT / "bench" / "results" / f"webhook-junk-{datetime.now(UTC):%Y-%m-%d}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(result, indent=2, ensure_ascii=False))

@@ -7,7 +7,9 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -119,6 +121,30 @@ def test_latency_ms_holds_every_api_answer(serve: Callable[..., str]) -> None:
     held = time.monotonic() - started
     assert answer.code == "NOT_FOUND_PAYMENT"
     assert held >= 0.3
+
+
+def test_gevent_workers_confirm_many_at_once_and_still_refuse(serve: Callable[..., str]) -> None:
+    """--worker-class gevent --workers 2: concurrent confirms held by --latency-ms each succeed
+    once, whichever worker takes them; a repeat, a wrong amount and a wrong key are refused."""
+    base = serve("--worker-class", "gevent", "--workers", "2", "--latency-ms", "100")
+    driver = SandboxDriver.over_http(base)
+    windows = [driver.open_window(amount=10_000 + i) for i in range(12)]
+
+    def confirm(window: Any, amount: int, secret: str = SECRET) -> requests.Response:
+        body = {"paymentKey": window.payment_key, "orderId": window.order_id, "amount": amount}
+        return requests.post(
+            f"{base}/sandbox/v1/payments/confirm", json=body, auth=(secret, ""), timeout=30
+        )
+
+    with ThreadPoolExecutor(len(windows)) as pool:
+        answers = list(pool.map(lambda w: confirm(w, w.amount), windows))
+    assert [a.status_code for a in answers] == [200] * len(windows)
+    assert {a.json()["status"] for a in answers} == {"DONE"}
+    assert confirm(windows[0], windows[0].amount).json()["code"] == "ALREADY_PROCESSED_PAYMENT"
+    fresh = driver.open_window(amount=5_000)
+    assert confirm(fresh, 5_001).status_code == 400
+    assert confirm(fresh, 5_000, "test_gsk_not_the_key").status_code == 401
+    assert driver.payment(fresh.payment_key)["status"] != "DONE"
 
 
 def test_webhook_url_receives_payment_status_changed(

@@ -3,11 +3,14 @@ and drive a running one the way Stripe's CLI drives Stripe (`trigger`, `listen`)
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from types import FrameType
 from typing import Any
@@ -15,10 +18,12 @@ from urllib.parse import quote
 
 import click
 import requests
+from flask import Flask
 from werkzeug.serving import make_server, run_simple
 from werkzeug.wrappers import Request, Response
 
 from .app import API_BASE_PATH, WIDGET_SCRIPT_PATH, create_app
+from .db import db
 from .settings import SandboxSettings, SettingsError
 
 DEFAULT_URL = "http://127.0.0.1:8787"
@@ -62,10 +67,36 @@ def main() -> None:
     type=click.IntRange(0, 60_000),
     help="Hold every API answer this long, as a remote Toss would.",
 )
+@click.option(
+    "--worker-class",
+    type=click.Choice(["threads", "gevent"]),
+    default="threads",
+    show_default=True,
+    help="threads: one process, a thread per connection (Werkzeug). gevent: gunicorn's gevent "
+    "workers, each holding many answers at once (needs gevent; several workers want a database "
+    "that takes concurrent writers, e.g. SANDBOX_DATABASE_URL=postgresql://…).",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes (gevent only).",
+)
 def serve(
-    host: str, port: int, db_path: str, webhook_url: str | None, latency_ms: int | None
+    host: str,
+    port: int,
+    db_path: str,
+    webhook_url: str | None,
+    latency_ms: int | None,
+    worker_class: str,
+    workers: int,
 ) -> None:
     """Serve the sandbox's API, widget script, payment window and test helpers."""
+    if workers > 1 and worker_class == "threads":
+        raise click.BadParameter(
+            "several workers need --worker-class gevent", param_hint="--workers"
+        )
     overrides: dict[str, object] = {}
     if webhook_url:
         overrides["webhook_url"] = webhook_url
@@ -86,7 +117,42 @@ def serve(
         f"keys {settings.client_key} / {settings.secret_key} · webhooks "
         f"{settings.webhook_url or 'off'}"
     )
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    if worker_class == "threads":
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+        return
+    # The workers fork from this process: each opens its own connections (and builds its own
+    # app, whose webhook sender starts there), none inherited from here.
+    with app.app_context():
+        db.engine.dispose()
+    _serve_gevent(host, port, workers, lambda: create_app(settings))
+
+
+def _serve_gevent(host: str, port: int, workers: int, make_app: Callable[[], Flask]) -> None:
+    """gunicorn with gevent workers: the latency sleep and every socket and database wait
+    yield, so one worker holds hundreds of answers at once, as Toss's servers do."""
+    if importlib.util.find_spec("gevent") is None:
+        raise click.ClickException("--worker-class gevent needs gevent (pip install gevent)")
+    gunicorn: Any = importlib.import_module("gunicorn.app.base")
+
+    class Server(gunicorn.BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "gevent",
+                "worker_connections": 2000,
+                # A held answer may take up to the 60 s --latency-ms allows.
+                "timeout": 120,
+                "graceful_timeout": 10,
+                "accesslog": None,
+            }
+            for name, value in settings.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> Flask:
+            return make_app()
+
+    Server().run()
 
 
 @main.command()
