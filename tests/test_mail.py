@@ -18,10 +18,13 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from sqlalchemy import select, update
 
+from payments.admin.fulfilment import advance
 from payments.admin.refunds import request_refund
 from payments.config import ConfigError, load_config
 from payments.core.clock import utcnow
+from payments.core.errors import ServiceError
 from payments.core.models import MailMessage, MailStatus, Order, OrderLine, Payment
+from payments.core.states import FulfilmentStatus
 from payments.extensions import db
 from payments.mail import sender
 from payments.mail.outbox import enqueue
@@ -493,3 +496,38 @@ def test_production_refuses_the_development_page_and_a_clear_password() -> None:
                 "MAIL_FROM": "a@x.kr",
             }
         )
+
+
+def test_shipping_mails_the_carrier_and_tracking_number_once(
+    shop: Flask, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp
+    shopper = Shopper(shop, shop.test_client())
+    order_id, amount = ordered(shop, shopper)
+    shopper.pay_in_sandbox(order_id, amount)
+    with shop.app_context():
+        advance(order_id, FulfilmentStatus.PREPARING, "admin")
+    with shop.app_context():
+        advance(
+            order_id,
+            FulfilmentStatus.SHIPPED,
+            "admin",
+            carrier="CJ대한통운",
+            tracking_number="123456789012",
+        )
+    assert [kind for kind, _, _ in outbox(shop)] == ["paid", "shipped"]
+    drain(shop)
+    shipped = inbox.received[-1]
+    assert "발송되었습니다" in str(shipped["Subject"])
+    text = text_of(shipped)
+    assert "택배사: CJ대한통운" in text
+    assert "송장번호: 123456789012" in text
+    with shop.app_context(), pytest.raises(ServiceError):
+        advance(
+            order_id,
+            FulfilmentStatus.SHIPPED,
+            "admin",
+            carrier="CJ대한통운",
+            tracking_number="1234",
+        )
+    assert [kind for kind, _, _ in outbox(shop)] == ["paid", "shipped"]

@@ -25,6 +25,7 @@ from ..core.states import (
     Source,
 )
 from ..extensions import db
+from ..mail import outbox
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,10 @@ def advance(
     if step == F.SHIPPED:
         detail += f": {carrier} {tracking_number}"
     record(order, "fulfilment", Source.ADMIN, detail=detail)
+    if step == F.SHIPPED:
+        # The buyer's e-mail joins this step's transaction; the worker sends it.
+        db.session.refresh(order)
+        outbox.enqueue(order, "shipped", ref=tracking_number)
     db.session.commit()
     logger.info("fulfilment step", extra={"order_id": order.order_id, "step": step.value})
     return order

@@ -39,7 +39,7 @@ from ..core.errors import ServiceError
 from ..core.formats import BANKS_KO
 from ..core.states import LABELS_KO, WebhookStatus
 from ..webhooks.worker import replay as replay_webhooks
-from . import queries
+from . import queries, receipts
 from .chart import bar_chart
 from .fulfilment import advance, parse_step_form
 from .refunds import parse_refund_form, parse_restock, refund_request_key, request_refund
@@ -72,6 +72,11 @@ EVENT_LABELS = {
     "refund_requested": "환불 요청",
     "refund_failed": "환불 실패",
     "other_payment": "다른 결제창의 결제",
+    "cash_receipt_requested": "현금영수증 발급 요청",
+    "cash_receipt_issued": "현금영수증 발급",
+    "cash_receipt_failed": "현금영수증 실패",
+    "cash_receipt_cancel": "현금영수증 취소 요청",
+    "cash_receipt_canceled": "현금영수증 취소",
     "stock_released": "재고 반환",
     "fulfilment": "배송 단계",
 }
@@ -223,6 +228,12 @@ def refund(order_id: str) -> Response | tuple[str, int]:
         page = _detail_page(order_id, form=request.form, refund_error=exc)
         return page, exc.http_status
     flash(f"환불되었습니다: {done.amount:,}원")
+    try:
+        # The order's cash receipt follows the refund (a partial cancel for a partial refund).
+        if receipts.follow_refund(order_id, done.amount, OPERATOR) is not None:
+            flash(f"현금영수증에서 {done.amount:,}원을 취소했습니다.")
+    except ServiceError as exc:
+        flash(f"현금영수증 취소가 필요합니다: {exc.message}")
     return redirect(url_for(".order", order_id=order_id), 303)
 
 
@@ -237,6 +248,32 @@ def fulfilment(order_id: str) -> Response | tuple[str, int]:
         page = _detail_page(order_id, form=request.form, fulfilment_error=exc)
         return page, exc.http_status
     flash(f"배송 단계를 {done.fulfilment_label}(으)로 바꿨습니다.")
+    return redirect(url_for(".order", order_id=order_id), 303)
+
+
+@bp.post("/orders/<order_id>/cash-receipt")
+def issue_cash_receipt(order_id: str) -> Response | tuple[str, int]:
+    try:
+        kind, number = receipts.parse_receipt_form(request.form)
+        receipts.issue_receipt(order_id, kind, number, OPERATOR)
+    except ServiceError as exc:
+        if exc.code == "ORDER_NOT_FOUND":
+            abort(404)
+        return _detail_page(order_id, form={}, receipt_error=exc), exc.http_status
+    flash("현금영수증을 발급했습니다.")
+    return redirect(url_for(".order", order_id=order_id), 303)
+
+
+@bp.post("/orders/<order_id>/cash-receipt/cancel")
+def cancel_cash_receipt(order_id: str) -> Response | tuple[str, int]:
+    try:
+        amount = receipts.parse_cancel_form(request.form)
+        done = receipts.cancel_receipt(order_id, amount, OPERATOR)
+    except ServiceError as exc:
+        if exc.code == "ORDER_NOT_FOUND":
+            abort(404)
+        return _detail_page(order_id, form={}, receipt_error=exc), exc.http_status
+    flash(f"현금영수증을 취소했습니다. 남은 금액: {done.remaining:,}원")
     return redirect(url_for(".order", order_id=order_id), 303)
 
 
