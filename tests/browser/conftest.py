@@ -113,10 +113,29 @@ def fill_cart_and_checkout(page: Page) -> int:
     expect(page.get_by_test_id("cart-count")).to_have_text("2")
     page.get_by_role("link", name=re.compile("장바구니")).click()
     expect(page.get_by_test_id("cart-total")).to_have_text(f"{sum(prices):,}원")
+    fill_buyer(page)
     page.get_by_role("button", name=re.compile("주문하기")).click()
     expect(page).to_have_url(re.compile(r"/checkout/[A-Za-z0-9_-]{20,}$"))
     expect(page.get_by_test_id("checkout-amount")).to_have_text(f"{sum(prices):,}원")
     return sum(prices)
+
+
+# What a shopper types into the cart's order form, by field name.
+BUYER_FIELDS = {
+    "buyer_name": "김토스",
+    "buyer_email": "buyer@example.com",
+    "buyer_phone": "010-1234-5678",
+    "postcode": "06236",
+    "address": "서울특별시 강남구 테헤란로 142",
+    "address_detail": "4층",
+}
+
+
+def fill_buyer(page: Page, **changes: str) -> None:
+    """Fill the buyer and delivery fields on the cart page (`changes` by field name)."""
+    form = page.get_by_test_id("order-form")
+    for name, value in {**BUYER_FIELDS, **changes}.items():
+        form.locator(f'input[name="{name}"]').fill(value)
 
 
 def open_window_and_choose(page: Page, scenario: str) -> None:

@@ -187,3 +187,68 @@ def test_console_fits_a_phone(
         page.screenshot(path=str(screenshot_dir / "admin-webhooks-phone.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_a_shopper_corrects_the_form_pays_by_deposit_and_sees_the_parcel_ship(
+    browser: Browser, admin_server: str, screenshot_dir: Path
+) -> None:
+    """Bad buyer details are named field by field with the cart kept; good ones lead to the
+    widget; a virtual account is paid by the sandbox's deposit; the operator prepares and ships
+    the order; the shopper's page shows 배송 중 with the tracking number."""
+    from payments.sandbox.testing import SandboxDriver
+    from tests.browser.conftest import fill_buyer
+
+    shopper = browser.new_context(base_url=admin_server, locale="ko-KR").new_page()
+    operator = browser.new_context(base_url=admin_server, locale="ko-KR").new_page()
+    try:
+        shopper.goto("/")
+        shopper.locator("li.product").first.get_by_role("button", name="장바구니 담기").click()
+        shopper.goto("/cart")
+        fill_buyer(shopper, buyer_email="not-an-email", buyer_phone="010-12", postcode="12")
+        shopper.get_by_role("button", name=re.compile("주문하기")).click()
+        errors = shopper.locator(".field-error")
+        expect(errors).to_have_count(3)
+        expect(shopper.locator('[data-field="buyer_email"]')).to_contain_text("올바른 이메일")
+        expect(shopper.locator('[data-field="buyer_phone"]')).to_contain_text("숫자 8~15자리")
+        expect(shopper.locator('[data-field="postcode"]')).to_contain_text("숫자 5자리")
+        expect(shopper.locator("tr[data-product-id]")).to_have_count(1)  # the cart is intact
+        expect(shopper.locator('input[name="buyer_name"]')).to_have_value("김토스")
+        shopper.screenshot(path=str(screenshot_dir / "buyer-form-errors.png"), full_page=True)
+
+        fill_buyer(shopper)
+        shopper.get_by_role("button", name=re.compile("주문하기")).click()
+        expect(shopper).to_have_url(re.compile(r"/checkout/[A-Za-z0-9_-]{20,}$"))
+        expect(shopper.locator("#checkout")).to_have_attribute(
+            "data-customer-mobile-phone", "01012345678"
+        )
+        open_window_and_choose(shopper, "virtual_account")
+        status = shopper.get_by_test_id("order-status")
+        expect(status).to_have_attribute("data-status", "AWAITING_DEPOSIT")
+        order_id = shopper.url.split("/orders/")[1].split("?")[0]
+        assert SandboxDriver.over_http(admin_server).deposit(order_id).status == 200
+        for _ in range(50):  # the deposit arrives as a webhook the worker applies
+            if status.get_attribute("data-status") == "PAID":
+                break
+            shopper.wait_for_timeout(300)
+            shopper.reload()
+        expect(status).to_have_attribute("data-status", "PAID")
+
+        log_in(operator)
+        operator.goto(f"/admin/orders/{order_id}")
+        expect(operator.get_by_test_id("buyer-email")).to_have_text("buyer@example.com")
+        card = operator.get_by_test_id("fulfilment-card")
+        card.get_by_role("button", name="배송 준비 시작").click()
+        expect(operator.get_by_test_id("fulfilment")).to_have_text("배송 준비")
+        card.get_by_label("택배사").fill("CJ대한통운")
+        card.get_by_label("운송장 번호").fill("654321098765")
+        card.get_by_role("button", name=re.compile("배송 시작")).click()
+        expect(operator.get_by_test_id("fulfilment")).to_have_text("배송 중")
+
+        shopper.reload()
+        expect(shopper.get_by_test_id("fulfilment")).to_have_text("배송 중")
+        expect(shopper.get_by_test_id("carrier")).to_have_text("CJ대한통운")
+        expect(shopper.get_by_test_id("tracking-number")).to_have_text("654321098765")
+        shopper.screenshot(path=str(screenshot_dir / "order-shipped.png"), full_page=True)
+    finally:
+        shopper.context.close()
+        operator.context.close()

@@ -18,6 +18,7 @@ import requests
 from playwright.sync_api import ConsoleMessage, Page, expect
 
 from payments.sandbox.testing import SandboxDriver
+from tests.browser.conftest import fill_buyer
 from tests.helpers import console_script, free_port, wait_until_serving
 
 pytestmark = pytest.mark.browser
@@ -133,6 +134,7 @@ def test_a_shopper_pays_through_a_sandbox_on_another_origin(page: Page, stack: S
         expect(page.locator(".flash")).to_contain_text("장바구니에 담았습니다")
     amount = sum(prices)
     page.get_by_role("link", name=re.compile("장바구니")).click()
+    fill_buyer(page)
     page.get_by_role("button", name=re.compile("주문하기")).click()
     expect(page).to_have_url(re.compile(r"/checkout/[A-Za-z0-9_-]{20,}$"))
     order_id = page.url.rsplit("/", 1)[1]
