@@ -1,8 +1,10 @@
 """gunicorn settings: `gunicorn app:app` (this file is read from the working directory).
 
-Workers: gthread keeps a worker responsive while one thread waits up to TOSS_READ_TIMEOUT on
-Toss; override with WEB_CONCURRENCY / GUNICORN_THREADS / GUNICORN_BIND (4 x 4 suits 2 cores:
-scale WEB_CONCURRENCY with the cores).
+Workers: gevent, one process per core (WEB_CONCURRENCY, 2 by default): a confirmation waits on
+Toss for hundreds of milliseconds to seconds, and under gevent that wait costs a greenlet, not a
+thread, so each process keeps serving up to GUNICORN_WORKER_CONNECTIONS requests at once.
+Override with GUNICORN_WORKER_CLASS (gthread with GUNICORN_THREADS threads per worker) and
+GUNICORN_BIND.
 
 Before any worker starts, the master loads the app's configuration (payments/config.py, the one
 place that refuses unsafe settings) told the real worker count: a refusal, e.g. several workers
@@ -22,16 +24,25 @@ from typing import Any
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# gthread: a thread waiting on Toss (up to TOSS_READ_TIMEOUT) blocks only itself, where a sync
-# worker would serve nothing else meanwhile. Several processes spread keep-alive connections
-# (each stays with the worker that accepted it). docs/benchmarks.md compares the models.
-workers = int(os.environ.get("WEB_CONCURRENCY") or "4")
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+# gevent: the worker monkey-patches the standard library before it imports the app, so requests
+# (the Toss client), psycopg, redis-py and the app's own threads yield while they wait. A fixed
+# thread count would cap the confirmations in flight at the number of threads, however idle
+# the CPU; under gevent the CPU is the limit, so one process per core. docs/benchmarks.md
+# ("Serving model") compares the models.
+workers = int(os.environ.get("WEB_CONCURRENCY") or "2")
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+# Only for GUNICORN_WORKER_CLASS=gthread.
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # A confirmation may wait on Toss for the read timeout and its retries; never cut it off.
 timeout = 120
+# On SIGTERM a worker stops accepting and lets the requests in hand (a confirmation waiting on
+# Toss) finish for this long.
 graceful_timeout = 30
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# gevent: requests one process serves at once (each waiting on Toss or the database costs a
+# greenlet); beyond it, connections wait in the listen backlog. A request takes a database
+# connection only between its commits, never while Toss answers, so the SQLAlchemy pool
+# serves them all in turn.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 

@@ -131,9 +131,12 @@ def confirm_payment(req: ConfirmRequest, source: Source) -> Order:
 
 
 def _confirm(req: ConfirmRequest, source: Source) -> Order:
-    order = _claim(req, source)
-    if order.status != S.CONFIRMING:
+    order, claimed = _claim(req, source)
+    if not claimed:
         return order  # a refresh or a second tab: the stored result, no Toss call
+    # The claim's commit returned the database connection to the pool and expired the order:
+    # nothing here may read it before Toss answers, or a new transaction would hold a pooled
+    # connection for as long as Toss takes.
     try:
         with metrics.CONFIRM_SECONDS.time():
             payment = toss.client.confirm(
@@ -154,9 +157,10 @@ def _confirm(req: ConfirmRequest, source: Source) -> Order:
     return order
 
 
-def _claim(req: ConfirmRequest, source: Source) -> Order:
-    """The order moved to CONFIRMING by this call (committed), or, for a refresh of a payment
-    already settled, the order as it stands; every other state is a ServiceError."""
+def _claim(req: ConfirmRequest, source: Source) -> tuple[Order, bool]:
+    """(the order, True) once this call moved it to CONFIRMING (committed), or (the order as it
+    stands, False) for a refresh of a payment already settled; every other state is a
+    ServiceError."""
     for _ in range(2):
         order = find_order(req.order_id)
         if order is None:
@@ -166,11 +170,11 @@ def _claim(req: ConfirmRequest, source: Source) -> Order:
         same_payment = order.payment_key == req.payment_key
         if order.status in SETTLED:
             if same_payment:
-                return order
+                return order, False
             raise ServiceError("ORDER_NOT_PAYABLE", http_status=409)
         if order.status == S.NEEDS_RECONCILE and same_payment:
             if settle_by_lookup(order, source) in SETTLED:
-                return order
+                return order, False
             raise ServiceError("PAYMENT_PENDING", http_status=409)
         if order.status in IN_FLIGHT:
             raise ServiceError("PAYMENT_PENDING", http_status=409)
@@ -185,7 +189,7 @@ def _claim(req: ConfirmRequest, source: Source) -> Order:
         }
         if transition(order, S.CONFIRMING, source, payment_key=req.payment_key, values=intent):
             db.session.commit()
-            return order
+            return order, True
         db.session.rollback()  # another request moved it first: read what it wrote
     raise ServiceError("PAYMENT_PENDING", http_status=409)
 
@@ -350,7 +354,10 @@ def settle_by_lookup(order: Order, source: Source) -> OrderStatus:
     is asked for by its paymentKey too. Nothing here makes the order payable again on an
     ABORTED answer (reconcile decides that after Toss's confirm window).
     """
-    _answered, found = lookup(order.order_id)
+    order_id = order.order_id
+    # Nothing is pending here: end the read so no pooled connection waits on Toss's answer.
+    db.session.commit()
+    _answered, found = lookup(order_id)
     if found is not None:
         apply_payment(order, found, source, by_order=True)
         db.session.commit()
