@@ -105,6 +105,8 @@ def create_app() -> Flask:
     app.config["SQLALCHEMY_DATABASE_URI"] = os.environ.get(
         "BASELINE_DATABASE_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres"
     )
+    # At most 10 connections a worker: the bench's servers share PostgreSQL's 100.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_size": 5, "max_overflow": 5}
     app.jinja_loader = DictLoader(TEMPLATES)  # type: ignore[assignment]
     db.init_app(app)
     toss_base = os.environ.get("BASELINE_TOSS_API_BASE", "").rstrip("/")
