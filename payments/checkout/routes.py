@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ..access import (
@@ -17,9 +18,10 @@ from ..access import (
     pays_in_flight,
 )
 from ..core.errors import ServiceError, message_for
-from ..core.models import Order
+from ..core.models import Order, Product
 from ..core.orders import find_order
 from ..core.states import OrderStatus, Source
+from ..extensions import db
 from .confirm import confirm_payment, parse_confirm_request, window_failed
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
@@ -53,7 +55,27 @@ def page(order_id: str) -> Response | str:
         success_url=public_url("checkout.success"),
         fail_url=public_url("checkout.fail"),
         sandbox=current_app.config["TOSS_SANDBOX"],
+        escrow_products=escrow_products(order) if current_app.config["TOSS_ESCROW"] else None,
     )
+
+
+def escrow_products(order: Order) -> list[dict[str, Any]]:
+    """The order's lines as the SDK's `escrowProducts` ({id, name, code, unitPrice, quantity},
+    one per line): the product's id and its slug as the shop's product code; a line whose product
+    was deleted keeps its own id and no code."""
+    ids = {line.product_id for line in order.lines if line.product_id is not None}
+    rows = db.session.execute(select(Product.id, Product.slug).where(Product.id.in_(ids)))
+    slugs: dict[int | None, str] = {product_id: slug for product_id, slug in rows}
+    return [
+        {
+            "id": str(line.product_id) if line.product_id is not None else f"line-{line.id}",
+            "name": line.product_name,
+            "code": slugs.get(line.product_id),
+            "unitPrice": line.unit_price,
+            "quantity": line.quantity,
+        }
+        for line in order.lines
+    ]
 
 
 @bp.get("/success")

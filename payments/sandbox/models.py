@@ -87,6 +87,8 @@ class SandboxPayment(SandboxBase):
     total_amount: Mapped[int] = mapped_column(BigInteger)
     balance_amount: Mapped[int] = mapped_column(BigInteger)
     tax_free_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Methods whose requestPayment options asked for escrow, comma-separated (windows.py).
+    escrow_methods: Mapped[str | None] = mapped_column(String(64))
     success_url: Mapped[str] = mapped_column(Text)
     fail_url: Mapped[str] = mapped_column(Text)
     # Origin the shopper's browser reached the sandbox on: receipt and window links use it.
@@ -197,7 +199,7 @@ class SandboxWebhook(SandboxBase):
 
 
 # Bump when a table changes: a sandbox database made by another version starts afresh.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SandboxSchema(SandboxBase):

@@ -332,7 +332,7 @@ def payment_json(p: SandboxPayment) -> dict[str, Any]:
         "status": p.status,
         "requestedAt": toss_time(p.requested_at),
         "approvedAt": toss_time(p.approved_at),
-        "useEscrow": False,
+        "useEscrow": uses_escrow(p),
         "cultureExpense": False,
         "card": card,
         "virtualAccount": virtual_account,
@@ -379,6 +379,16 @@ def amounts(p: SandboxPayment) -> tuple[int, int, int]:
     tax_free = p.tax_free_amount - sum(c.tax_free_amount for c in p.cancels)
     vat = vat_of(p.balance_amount, tax_free)
     return tax_free, vat, p.balance_amount - tax_free - vat
+
+
+def uses_escrow(p: SandboxPayment) -> bool:
+    """Escrow applies once the shopper has a method whose options said `useEscrow: true`
+    (Toss's Payment object: `useEscrow`, "에스크로 사용 여부", https://docs.tosspayments.com/
+    reference). The sandbox's window offers no escrow choice of its own, so without
+    `useEscrow: true` a payment never uses escrow."""
+    if _method_label(p) is None or not p.escrow_methods:
+        return False
+    return p.method in p.escrow_methods.split(",")
 
 
 def _transfer(p: SandboxPayment) -> dict[str, Any] | None:

@@ -153,6 +153,8 @@ class SessionRequest:
     customer_name: str | None = None
     customer_mobile_phone: str | None = None
     tax_free_amount: int = 0
+    # The methods whose options said `useEscrow: true` (with their escrowProducts).
+    escrow_methods: tuple[str, ...] = ()
 
 
 def _opt_str(data: Mapping[str, Any], name: str, max_len: int) -> str | None:
@@ -162,6 +164,68 @@ def _opt_str(data: Mapping[str, Any], name: str, max_len: int) -> str | None:
     if not isinstance(value, str) or len(value) > max_len:
         raise invalid(f"{name}는 {max_len}자 이하의 문자열이어야 합니다.")
     return value
+
+
+# Escrow (구매안전서비스) options by product, as the SDK's types give them: the widget's
+# `transfer` and `virtualAccount` (WidgetPaymentRequest), the payment window's `card`, `transfer`
+# and `virtualAccount` (Card/Transfer/VirtualAccountPaymentRequest). Each takes `useEscrow?:
+# boolean | null` and `escrowProducts?: Array<{id, name, code: string | null; unitPrice, quantity:
+# number | null}> | null`, "에스크로를 사용하는 상점이라면 필수 파라미터" (@tosspayments/
+# tosspayments-sdk 2.8.1, types/index.d.ts).
+ESCROW_OPTIONS = {
+    WIDGETS: {"transfer": TRANSFER, "virtualAccount": VIRTUAL_ACCOUNT},
+    PAYMENT: {"card": CARD, "transfer": TRANSFER, "virtualAccount": VIRTUAL_ACCOUNT},
+}
+_ESCROW_TEXT = ("id", "name", "code")
+_ESCROW_NUMBERS = ("unitPrice", "quantity")
+
+
+def _escrow_product(item: object, where: str) -> None:
+    """One of escrowProducts: only the five fields the types name, each of its type. Amounts
+    and counts are whole numbers here (KRW has no fractions; the types say only `number`)."""
+    if not isinstance(item, Mapping):
+        raise invalid(f"{where}는 객체여야 합니다.")
+    unknown = set(item) - {*_ESCROW_TEXT, *_ESCROW_NUMBERS}
+    if unknown:
+        raise invalid(f"{where}에 정의되지 않은 필드가 있습니다: {', '.join(sorted(unknown))}")
+    for name in _ESCROW_TEXT:
+        value = item.get(name)
+        if value is not None and not isinstance(value, str):
+            raise invalid(f"{where}.{name}은 문자열이어야 합니다.")
+    for name in _ESCROW_NUMBERS:
+        value = item.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise invalid(f"{where}.{name}은 0 이상의 정수여야 합니다.")
+
+
+def parse_escrow(data: Mapping[str, Any], product: str, method: str | None) -> tuple[str, ...]:
+    """The methods whose options ask for escrow (`useEscrow: true`); SandboxError when an
+    option breaks the SDK's types. The payment window's options count for its own method only.
+    `useEscrow: true` without escrowProducts is refused: the types call them required for a
+    merchant using escrow (what Toss answers then is not found in its docs)."""
+    chosen: list[str] = []
+    for option, option_method in ESCROW_OPTIONS[product].items():
+        given = data.get(option)
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            raise invalid(f"{option}는 객체여야 합니다.")
+        use = given.get("useEscrow")
+        if use is not None and not isinstance(use, bool):
+            raise invalid(f"{option}.useEscrow는 true 또는 false여야 합니다.")
+        items = given.get("escrowProducts")
+        if items is not None:
+            if not isinstance(items, list):
+                raise invalid(f"{option}.escrowProducts는 배열이어야 합니다.")
+            for i, item in enumerate(items):
+                _escrow_product(item, f"{option}.escrowProducts[{i}]")
+        if use and not items:
+            raise invalid(f"{option}.escrowProducts는 에스크로를 사용하는 상점이라면 필수입니다.")
+        if use and (product == WIDGETS or option_method == method):
+            chosen.append(option_method)
+    return tuple(chosen)
 
 
 def _check_family(client_key: str, product: str) -> None:
@@ -240,6 +304,7 @@ def parse_session_request(data: Mapping[str, Any], product: str = WIDGETS) -> Se
     phone = _opt_str(data, "customerMobilePhone", 20)
     if phone is not None and not PHONE_RE.match(phone):
         raise invalid("customerMobilePhone은 - 없이 숫자로만 8자 이상 15자 이하여야 합니다.")
+    escrow_methods = parse_escrow(data, product, method)
     tax_free_raw = data.get("taxFreeAmount")
     tax_free = 0
     if tax_free_raw not in (None, 0, "0"):
@@ -261,6 +326,7 @@ def parse_session_request(data: Mapping[str, Any], product: str = WIDGETS) -> Se
         customer_name=_opt_str(data, "customerName", 100),
         customer_mobile_phone=phone,
         tax_free_amount=tax_free,
+        escrow_methods=escrow_methods,
     )
 
 
@@ -295,6 +361,7 @@ def create_session(req: SessionRequest, origin: str) -> SandboxPayment:
         total_amount=req.amount,
         balance_amount=req.amount,
         tax_free_amount=req.tax_free_amount,
+        escrow_methods=",".join(req.escrow_methods) or None,
         success_url=req.success_url,
         fail_url=req.fail_url,
         origin=origin.rstrip("/"),

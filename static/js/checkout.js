@@ -25,6 +25,14 @@
       widgets.renderPaymentMethods({ selector: "#payment-method", variantKey: "DEFAULT" }),
       widgets.renderAgreement({ selector: "#agreement", variantKey: "AGREEMENT" }),
     ]);
+    // Escrow (구매안전서비스) when the shop is configured for it: the order's lines as
+    // escrowProducts under the two methods whose widget options take them (transfer and virtual
+    // account; the widget's card has none). useEscrow true applies it to every such payment
+    // (false or absent would leave it to the buyer). Absent when not configured.
+    var escrow = d.escrowProducts
+      ? { useEscrow: true, escrowProducts: JSON.parse(d.escrowProducts) }
+      : null;
+    var escrowOptions = escrow ? { transfer: escrow, virtualAccount: escrow } : {};
     button.disabled = false;
     button.addEventListener("click", async function () {
       button.disabled = true;
@@ -39,6 +47,7 @@
           customerName: d.customerName || null,
           customerEmail: d.customerEmail || null,
           customerMobilePhone: d.customerMobilePhone || null,
+          ...escrowOptions,
         });
       } catch (err) {
         // On a PC the SDK shows the window over this page; closing it rejects with USER_CANCEL

@@ -8,11 +8,11 @@
  *     .payment({customerKey})  requestPayment({method: CARD | TRANSFER | VIRTUAL_ACCOUNT, …}),
  *                              destroy
  *
- * with the argument checks the interface documents and its errors, thrown (or rejected) as
- * Error objects whose `name` is the interface's (UserCancelError, NotSetupAmountError, …) and
- * whose `code` is the SDK's (USER_CANCEL, NOT_SETUP_AMOUNT, …). Not served: brandpay(),
- * requestBillingAuth, renderPaymentWindow, requestPaymentWindow, and the Promise style of
- * requestPayment (without successUrl/failUrl: NotSupportedPromiseError).
+ * with the argument checks the interface documents (escrow options included) and its errors,
+ * thrown (or rejected) as Error objects whose `name` is the interface's (UserCancelError,
+ * NotSetupAmountError, …) and whose `code` is the SDK's (USER_CANCEL, NOT_SETUP_AMOUNT, …).
+ * Not served: brandpay(), requestBillingAuth, renderPaymentWindow, requestPaymentWindow, and the
+ * Promise style of requestPayment (without successUrl/failUrl: NotSupportedPromiseError).
  *
  * requestPayment registers the payment window with the sandbox (a READY payment with its own
  * paymentKey) and shows it as the SDK's `windowTarget` says: "iframe" (a PC's default) draws it
@@ -313,6 +313,76 @@
     };
   }
 
+  // Escrow (구매안전서비스) options, where the interface has them: the widget's `transfer` and
+  // `virtualAccount` (WidgetPaymentRequest), the payment window's `card`, `transfer` and
+  // `virtualAccount`. Each takes `useEscrow?: boolean | null` and `escrowProducts?: Array<{id,
+  // name, code?: string | null; unitPrice, quantity?: number | null}> | null`, "에스크로를 사용하는
+  // 상점이라면 필수 파라미터". Returns what the window's registration gets ({option: {useEscrow,
+  // escrowProducts}}); a field of another type, one the interface does not define or useEscrow
+  // true without products → InvalidParametersError. Amounts and counts are whole numbers (KRW).
+  var ESCROW_TEXT = ["id", "name", "code"];
+  var ESCROW_NUMBERS = ["unitPrice", "quantity"];
+
+  function checkEscrowProduct(item, where) {
+    if (!isObject(item)) throw sdkError("InvalidParametersError", where + ": 객체");
+    Object.keys(item).forEach(function (key) {
+      if (ESCROW_TEXT.indexOf(key) < 0 && ESCROW_NUMBERS.indexOf(key) < 0) {
+        throw sdkError("InvalidParametersError", where + "." + key + ": 정의되지 않은 파라미터");
+      }
+    });
+    ESCROW_TEXT.forEach(function (key) {
+      if (!absent(item[key]) && typeof item[key] !== "string") {
+        throw sdkError("InvalidParametersError", where + "." + key + ": 문자열");
+      }
+    });
+    ESCROW_NUMBERS.forEach(function (key) {
+      var value = item[key];
+      if (absent(value)) return;
+      if (typeof value !== "number" || Math.floor(value) !== value || value < 0) {
+        throw sdkError("InvalidParametersError", where + "." + key + ": 0 이상의 정수");
+      }
+    });
+    return {
+      id: absent(item.id) ? null : item.id,
+      name: absent(item.name) ? null : item.name,
+      code: absent(item.code) ? null : item.code,
+      unitPrice: absent(item.unitPrice) ? null : item.unitPrice,
+      quantity: absent(item.quantity) ? null : item.quantity,
+    };
+  }
+
+  function checkEscrow(params, options) {
+    var found = {};
+    options.forEach(function (option) {
+      var given = params[option];
+      if (absent(given)) return;
+      if (!isObject(given)) throw sdkError("InvalidParametersError", option + ": 객체");
+      var use = given.useEscrow;
+      if (!absent(use) && typeof use !== "boolean") {
+        throw sdkError("InvalidParametersError", option + ".useEscrow: true 또는 false");
+      }
+      var items = given.escrowProducts;
+      if (!absent(items) && !Array.isArray(items)) {
+        throw sdkError("InvalidParametersError", option + ".escrowProducts: 배열");
+      }
+      var products = absent(items)
+        ? null
+        : items.map(function (item, i) {
+            return checkEscrowProduct(item, option + ".escrowProducts[" + i + "]");
+          });
+      if (use === true && !(products && products.length)) {
+        throw sdkError(
+          "InvalidParametersError",
+          option + ".escrowProducts: 에스크로를 사용하는 상점이라면 필수 파라미터입니다."
+        );
+      }
+      if (!absent(use) || products) {
+        found[option] = { useEscrow: absent(use) ? null : use, escrowProducts: products };
+      }
+    });
+    return found;
+  }
+
   // "오리진을 포함한 형태로 설정해주세요" (WithRedirection.successUrl / failUrl).
   function absoluteUrl(value) {
     return typeof value === "string" && value.length <= 2048 && URL_RE.test(value);
@@ -590,6 +660,7 @@
         if (agreement && !agreement.agreed()) throw sdkError("NeedAgreementWithRequiredTermsError");
         if (!(amount.value > 0)) throw sdkError("BelowZeroAmountError");
         var req = checkRequest(params, amount.value);
+        var escrow = checkEscrow(params, ["transfer", "virtualAccount"]);
         var payload = {
           clientKey: clientKey,
           customerKey: customerKey,
@@ -604,6 +675,9 @@
           customerMobilePhone: req.customerMobilePhone,
           taxFreeAmount: req.taxFreeAmount,
         };
+        Object.keys(escrow).forEach(function (option) {
+          payload[option] = escrow[option];
+        });
         openWindow(self, "/widget/sessions", payload, req.target).then(resolve, reject);
       });
     };
@@ -627,6 +701,9 @@
         var value = checkAmount(params.amount);
         if (value <= 0) throw sdkError("BelowZeroAmountError");
         var req = checkRequest(params, value);
+        // Each method's request type has its own options object (card, transfer, virtualAccount).
+        var option = { CARD: "card", TRANSFER: "transfer", VIRTUAL_ACCOUNT: "virtualAccount" };
+        var escrow = checkEscrow(params, [option[params.method]]);
         var payload = {
           clientKey: clientKey,
           customerKey: customerKey,
@@ -641,6 +718,9 @@
           customerMobilePhone: req.customerMobilePhone,
           taxFreeAmount: req.taxFreeAmount,
         };
+        Object.keys(escrow).forEach(function (key) {
+          payload[key] = escrow[key];
+        });
         openWindow(self, "/payment/sessions", payload, req.target).then(resolve, reject);
       });
     };
