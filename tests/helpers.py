@@ -429,3 +429,54 @@ def transitions(app: Flask, order_id: str) -> list[tuple[str | None, str | None,
 def transitions_to(app: Flask, order_id: str, status: str) -> int:
     """How many times the order moved into `status`."""
     return [dst for _src, dst, _source in transitions(app, order_id)].count(status)
+
+
+# -- a real SMTP server ----------------------------------------------------------------------------
+
+
+class SmtpInbox:
+    """An aiosmtpd handler that keeps every message arriving over SMTP, parsed."""
+
+    def __init__(self) -> None:
+        self.received: list[Any] = []  # email.message.EmailMessage
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import email
+        import email.policy
+
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self._lock:
+            self.received.append(message)
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, subject_part: str, seconds: float = 30) -> Any:
+        """The first message whose Subject contains `subject_part`, waiting for it to arrive."""
+        deadline = time.monotonic() + seconds
+        while True:
+            with self._lock:
+                for message in self.received:
+                    if subject_part in str(message["Subject"]):
+                        return message
+                subjects = [str(m["Subject"]) for m in self.received]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no e-mail about {subject_part!r}; arrived: {subjects}")
+            time.sleep(0.1)
+
+    @staticmethod
+    def text(message: Any) -> str:
+        part = message.get_body(("plain",))
+        assert part is not None, "no text/plain part"
+        return str(part.get_content())
+
+
+def start_smtp_server() -> tuple[SmtpInbox, int, Callable[[], None]]:
+    """A real SMTP server (aiosmtpd) on a loopback port: (its inbox, the port, a function that
+    stops it)."""
+    from aiosmtpd.controller import Controller
+
+    inbox = SmtpInbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    return inbox, port, controller.stop

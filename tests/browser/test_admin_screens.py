@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from werkzeug.security import generate_password_hash
 
 from tests.browser.conftest import fill_cart_and_checkout, open_window_and_choose, serve_shop
+from tests.helpers import SmtpInbox, start_smtp_server
 
 pytestmark = pytest.mark.browser
 
@@ -30,6 +31,23 @@ def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     yield url
     stop()
+
+
+@pytest.fixture(scope="module")
+def mail_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SmtpInbox]]:
+    """The shop as `admin_server` runs it, sending the buyers' e-mail through a real SMTP server
+    started here (its embedded worker drains the mail outbox as it applies webhooks): its URL
+    and that server's inbox."""
+    inbox, port, stop_smtp = start_smtp_server()
+    url, stop = serve_shop(
+        tmp_path_factory.mktemp("mail-browser") / "shop.sqlite3",
+        ADMIN_PASSWORD_HASH=generate_password_hash(PASSWORD),
+        MAIL_URL=f"smtp://127.0.0.1:{port}",
+        MAIL_FROM="토스 상점 <shop@example.kr>",
+    )
+    yield url, inbox
+    stop()
+    stop_smtp()
 
 
 @pytest.fixture(scope="module")
@@ -190,14 +208,18 @@ def test_console_fits_a_phone(
 
 
 def test_a_shopper_corrects_the_form_pays_by_deposit_and_sees_the_parcel_ship(
-    browser: Browser, admin_server: str, screenshot_dir: Path
+    browser: Browser, mail_shop: tuple[str, SmtpInbox], screenshot_dir: Path
 ) -> None:
     """Bad buyer details are named field by field with the cart kept; good ones lead to the
-    widget; a virtual account is paid by the sandbox's deposit; the operator prepares and ships
-    the order; the shopper's page shows 배송 중 with the tracking number."""
+    widget; a virtual account is issued and its e-mail (bank, account number, amount, due date)
+    arrives over SMTP; the sandbox's deposit pays it and the deposit e-mail arrives; the
+    operator prepares and ships the order; the shopper's page shows 배송 중 with the tracking
+    number, and the shipping e-mail names the carrier and the tracking number."""
+    from payments.core.formats import bank, kst, won
     from payments.sandbox.testing import SandboxDriver
     from tests.browser.conftest import fill_buyer
 
+    admin_server, inbox = mail_shop
     shopper = browser.new_context(base_url=admin_server, locale="ko-KR").new_page()
     operator = browser.new_context(base_url=admin_server, locale="ko-KR").new_page()
     try:
@@ -221,17 +243,35 @@ def test_a_shopper_corrects_the_form_pays_by_deposit_and_sees_the_parcel_ship(
         expect(shopper.locator("#checkout")).to_have_attribute(
             "data-customer-mobile-phone", "01012345678"
         )
+        amount = int(shopper.locator("#checkout").get_attribute("data-amount") or 0)
         open_window_and_choose(shopper, "virtual_account")
         status = shopper.get_by_test_id("order-status")
         expect(status).to_have_attribute("data-status", "AWAITING_DEPOSIT")
         order_id = shopper.url.split("/orders/")[1].split("?")[0]
-        assert SandboxDriver.over_http(admin_server).deposit(order_id).status == 200
+
+        # The issuance e-mail, over SMTP: Toss's account, as the sandbox issued it.
+        toss = SandboxDriver.over_http(admin_server)
+        account = toss.get_by_order(order_id).body["virtualAccount"]
+        issued = inbox.wait_for("가상계좌가 발급되었습니다")
+        assert order_id in str(issued["Subject"])
+        assert str(issued["To"]) == "buyer@example.com"
+        text = SmtpInbox.text(issued)
+        assert f"입금 은행: {bank(account['bankCode'])}" in text
+        assert f"계좌번호: {account['accountNumber']}" in text
+        assert f"입금 금액: {won(amount)}" in text
+        assert f"입금 기한: {kst(account['dueDate'])}" in text
+        assert not any("입금이 확인되어" in str(m["Subject"]) for m in inbox.received)
+
+        assert toss.deposit(order_id).status == 200
         for _ in range(50):  # the deposit arrives as a webhook the worker applies
             if status.get_attribute("data-status") == "PAID":
                 break
             shopper.wait_for_timeout(300)
             shopper.reload()
         expect(status).to_have_attribute("data-status", "PAID")
+        paid = inbox.wait_for("입금이 확인되어 결제가 완료되었습니다")
+        assert order_id in str(paid["Subject"])
+        assert f"입금 금액: {won(amount)}" in SmtpInbox.text(paid)
 
         log_in(operator)
         operator.goto(f"/admin/orders/{order_id}")
@@ -248,6 +288,9 @@ def test_a_shopper_corrects_the_form_pays_by_deposit_and_sees_the_parcel_ship(
         expect(shopper.get_by_test_id("fulfilment")).to_have_text("배송 중")
         expect(shopper.get_by_test_id("carrier")).to_have_text("CJ대한통운")
         expect(shopper.get_by_test_id("tracking-number")).to_have_text("654321098765")
+        shipped = SmtpInbox.text(inbox.wait_for("주문하신 상품이 발송되었습니다"))
+        assert "택배사: CJ대한통운" in shipped
+        assert "송장번호: 654321098765" in shipped
         shopper.screenshot(path=str(screenshot_dir / "order-shipped.png"), full_page=True)
     finally:
         shopper.context.close()
