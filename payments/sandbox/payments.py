@@ -382,10 +382,10 @@ def amounts(p: SandboxPayment) -> tuple[int, int, int]:
 
 
 def uses_escrow(p: SandboxPayment) -> bool:
-    """Escrow applies once the shopper has a method whose options said `useEscrow: true`
-    (Toss's Payment object: `useEscrow`, "에스크로 사용 여부", https://docs.tosspayments.com/
-    reference). The sandbox's window offers no escrow choice of its own, so without
-    `useEscrow: true` a payment never uses escrow."""
+    """The Payment's `useEscrow` (a boolean in Toss's payments, e.g.
+    https://techchat.tosspayments.com/m/1444558775297249371): true once the shopper has a method
+    whose requestPayment options said `useEscrow: true`. The sandbox's window offers no escrow
+    choice of its own, so without `useEscrow: true` a payment never uses escrow."""
     if _method_label(p) is None or not p.escrow_methods:
         return False
     return p.method in p.escrow_methods.split(",")
