@@ -110,6 +110,9 @@ def test_checkout_and_payment_window_fit_a_phone(
         # Nothing wider than the screen: no sideways scrolling on a phone.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.locator("#pay-button").click()
+        # A phone's window replaces the page ("self"); the checkout page's own widget shows the
+        # same sandbox badge, so wait for the window's URL before measuring.
+        expect(page).to_have_url(re.compile(r"/sandbox/window/"))
         expect(
             page.get_by_text("테스트 결제 (샌드박스) — 실제로 결제되지 않습니다")
         ).to_be_visible()
