@@ -921,6 +921,10 @@ def main() -> int:
         "table": table,
     }
     out = Path(args.out) if args.out else BENCH / "results" / f"{now:%Y-%m-%d}.json"
+    n = 1
+    while not args.out and out.exists():  # an earlier run of the day keeps its file
+        n += 1
+        out = BENCH / "results" / f"{now:%Y-%m-%d}-{n}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(table)
