@@ -1,6 +1,7 @@
 # Two entry points a newcomer needs: `make run` (site on the sandbox + SQLite, seeded) and
 # `make test` (ruff, the import contracts, strict mypy, the whole suite on SQLite with the
-# browser tests, then again on PostgreSQL when reachable; .ci/run calls exactly this).
+# browser tests and, alongside, every test that uses the database again on PostgreSQL when
+# reachable; .ci/run calls exactly this).
 # `make bench` runs bench/run.py (PostgreSQL on 127.0.0.1:5432; BENCH_ARGS passes options).
 PY ?= python3
 VENV := .venv
@@ -31,8 +32,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2
-	scripts/pytest-postgres -n 2
+	scripts/pytest-suites -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

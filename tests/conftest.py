@@ -24,6 +24,29 @@ from payments.shop.catalog import create_order, seed_catalog
 from tests.helpers import BUYER, Shopper, WebhookReceiver, make_app
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="run only the tests that use the test database (pg_base_url and the fixtures on it)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --database-tests-only (the PostgreSQL pass of `make test`), leave out the tests
+    that never reach the test database: TEST_DATABASE_URL is read only by `pg_base_url`, so
+    such a test runs exactly as it did in the SQLite pass and a second run shows nothing new."""
+    if not config.getoption("database_tests_only"):
+        return
+    kept, left_out = [], []
+    for item in items:
+        uses_database = "pg_base_url" in getattr(item, "fixturenames", ())
+        (kept if uses_database else left_out).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_dotenv() -> Iterator[None]:
     """A developer's .env must never leak into tests."""
