@@ -346,6 +346,19 @@ def test_the_worker_loop_sends_the_outbox(shop: Flask, smtp: tuple[Inbox, int]) 
     assert outbox(shop) == [("paid", "SENT", 1)]
 
 
+def test_worker_once_sends_the_outbox(shop: Flask, smtp: tuple[Inbox, int]) -> None:
+    inbox, _ = smtp
+    shopper = Shopper(shop, shop.test_client())
+    order_id, amount = ordered(shop, shopper)
+    shopper.pay_in_sandbox(order_id, amount)
+    result = shop.test_cli_runner().invoke(args=["payments", "worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "1 e-mail(s)" in result.output
+    assert inbox.arrived.wait(20)
+    assert len(inbox.received) == 1
+    assert outbox(shop) == [("paid", "SENT", 1)]
+
+
 def test_no_buyer_e_mail_no_message(shop: Flask) -> None:
     shopper = Shopper(shop, shop.test_client())
     order_id, amount = ordered(shop, shopper, email=None)

@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from werkzeug.security import generate_password_hash
 
+from ..mail import sender as mail_sender
 from ..shop.catalog import seed_catalog
 from ..webhooks.worker import replay, run_once, work, worker_name
 from .reconcile import reconcile
@@ -53,7 +54,11 @@ def worker(once: bool, poll: float) -> None:
         total = 0
         while handled := run_once(worker_name()):
             total += handled
-        click.echo(f"processed {total} webhook event(s)")
+        sent = 0
+        # The long-running loop sends the buyers' e-mail too; a cron-style run must as well.
+        while drained := mail_sender.drain():
+            sent += drained
+        click.echo(f"processed {total} webhook event(s), {sent} e-mail(s)")
         return
     stop = threading.Event()
     # SIGTERM/SIGINT finish the event in hand, then exit.
