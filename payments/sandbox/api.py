@@ -7,6 +7,7 @@ import binascii
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,53 +159,32 @@ def get_payment_by_order(order_id: str) -> Response:
     return json_response(payment_json(payment))
 
 
-@bp.post("/payments/<payment_key>/cancel")
-def cancel(payment_key: str) -> Response:
-    """Cancel all or part of a payment."""
+def _idempotent_post(answer: Callable[[Any], dict[str, Any]]) -> Response:
+    """An authenticated POST run once per Idempotency-Key: `answer(body)` makes the answer."""
     auth = authenticate()
     key = request.headers.get("Idempotency-Key")
     idempotency.check_key(key)
     raise_test_code()
     body = _body()
     return idempotency.run(
-        key,
-        auth.secret_key,
-        "POST",
-        _url(),
-        lambda: json_response(cancel_payment(payment_key, body)),
+        key, auth.secret_key, "POST", _url(), lambda: json_response(answer(body))
     )
+
+
+@bp.post("/payments/<payment_key>/cancel")
+def cancel(payment_key: str) -> Response:
+    """Cancel all or part of a payment."""
+    return _idempotent_post(lambda body: cancel_payment(payment_key, body))
 
 
 @bp.post("/cash-receipts")
 def issue_cash_receipt() -> Response:
     """Issue a cash receipt."""
-    auth = authenticate()
-    key = request.headers.get("Idempotency-Key")
-    idempotency.check_key(key)
-    raise_test_code()
-    body = _body()
     origin = request.host_url.rstrip("/")
-    return idempotency.run(
-        key,
-        auth.secret_key,
-        "POST",
-        _url(),
-        lambda: json_response(receipts.issue(body, origin)),
-    )
+    return _idempotent_post(lambda body: receipts.issue(body, origin))
 
 
 @bp.post("/cash-receipts/<receipt_key>/cancel")
 def cancel_cash_receipt(receipt_key: str) -> Response:
     """Cancel a cash receipt, all of it or `amount` of it."""
-    auth = authenticate()
-    key = request.headers.get("Idempotency-Key")
-    idempotency.check_key(key)
-    raise_test_code()
-    body = _body()
-    return idempotency.run(
-        key,
-        auth.secret_key,
-        "POST",
-        _url(),
-        lambda: json_response(receipts.cancel(receipt_key, body)),
-    )
+    return _idempotent_post(lambda body: receipts.cancel(receipt_key, body))
